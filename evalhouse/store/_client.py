@@ -1,0 +1,199 @@
+"""The one door to ClickHouse: every query, command and insert goes through :class:`Store`.
+
+The DSN picks the engine: ``chdb:///dir`` runs the ClickHouse engine in this process,
+``http(s)://...`` talks to a server. Only the clickhouse-connect client API is used, so the
+two behave the same. The client connects lazily and reconnects after a failure, so a
+collector can start (and spool) while its ClickHouse server is down.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.parse
+from collections.abc import Sequence
+from typing import Any
+
+from evalhouse.errors import DataDirLocked, QueryError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+_SAFE_DSN_PARTS = ("scheme", "hostname", "port", "path")
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without credentials, for messages and logs."""
+    parts = urllib.parse.urlsplit(dsn)
+    if parts.password is None and parts.username is None:
+        return dsn
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class Store:
+    """A ClickHouse database reached through clickhouse-connect.
+
+    >>> store = Store("chdb:///tmp/evalhouse-doctest")   # doctest: +SKIP
+    >>> store.query("SELECT 1")                          # doctest: +SKIP
+    [(1,)]
+    """
+
+    def __init__(self, dsn: str, *, database: str | None = None) -> None:
+        self.dsn = dsn
+        self.database = database
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def embedded(self) -> bool:
+        return self.dsn.startswith("chdb:")
+
+    @property
+    def safe_dsn(self) -> str:
+        return redact_dsn(self.dsn)
+
+    def _connect(self) -> Any:
+        import clickhouse_connect
+        from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+        try:
+            if self.database:
+                admin = clickhouse_connect.get_client(dsn=self.dsn)
+                try:
+                    admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}")
+                finally:
+                    if not self.embedded:
+                        admin.close()
+                return clickhouse_connect.get_client(dsn=self.dsn, database=self.database)
+            return clickhouse_connect.get_client(dsn=self.dsn)
+        except ClickHouseError as exc:
+            raise self._translate(exc) from exc
+        except (OSError, RuntimeError) as exc:
+            text = str(exc)
+            if self.embedded and ("lock" in text.lower() or "Code: 36" in text):
+                raise DataDirLocked(self.dsn.removeprefix("chdb://")) from exc
+            raise StoreUnavailable(self.safe_dsn, text.splitlines()[0] if text else repr(exc)) from exc
+
+    def client(self) -> Any:
+        """The live clickhouse-connect client (connecting on first use)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
+    def _translate(self, exc: Exception) -> Exception:
+        from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        text = str(exc).strip()
+        first = text.splitlines()[0] if text else type(exc).__name__
+        if isinstance(exc, OperationalError):
+            with self._lock:
+                self._client = None
+            return StoreUnavailable(self.safe_dsn, first)
+        if self.embedded and ("Cannot lock file" in text or "EmbeddedServer" in text):
+            return DataDirLocked(self.dsn.removeprefix("chdb://"))
+        if isinstance(exc, DatabaseError):
+            code = _error_code(text)
+            return QueryError(_short_message(text), code)
+        with self._lock:
+            self._client = None
+        return StoreUnavailable(self.safe_dsn, first)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+        client = self.client()
+        try:
+            return getattr(client, method)(*args, **kwargs)
+        except ClickHouseError as exc:
+            raise self._translate(exc) from exc
+
+    def query(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """Rows of a SELECT; values bound server-side from ``parameters`` ({name:Type})."""
+        result = self._call("query", sql, parameters=parameters, settings=settings)
+        return list(result.result_rows)
+
+    def query_dicts(
+        self, sql: str, parameters: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        result = self._call("query", sql, parameters=parameters)
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def command(
+        self,
+        sql: str,
+        parameters: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> Any:
+        return self._call("command", sql, parameters=parameters, settings=settings)
+
+    def readonly_query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
+        """Run user SQL with ClickHouse's ``readonly=1``: SELECT/SHOW/DESCRIBE only."""
+        result: bytes = self._call("raw_query", sql, fmt=fmt, settings={"readonly": 1})
+        return result
+
+    def insert_raw(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: bytes,
+        fmt: str,
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self._call("raw_insert", table, list(columns), data, settings=settings, fmt=fmt)
+
+    def insert_rows(
+        self,
+        table: str,
+        rows: Sequence[Sequence[Any]],
+        columns: Sequence[str],
+        settings: dict[str, Any] | None = None,
+    ) -> None:
+        self._call("insert", table, rows, column_names=list(columns), settings=settings)
+
+    def ping(self) -> bool:
+        try:
+            self.query("SELECT 1")
+        except StoreUnavailable:
+            return False
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+
+def quote_identifier(name: str) -> str:
+    """Back-quote an identifier (database, table, column) for DDL."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _error_code(text: str) -> int | None:
+    marker = "Code: "
+    at = text.find(marker)
+    if at < 0:
+        return None
+    digits = ""
+    for char in text[at + len(marker) :]:
+        if not char.isdigit():
+            break
+        digits += char
+    return int(digits) if digits else None
+
+
+def _short_message(text: str) -> str:
+    """ClickHouse's message without the stack trace and version noise."""
+    at = text.find("DB::Exception:")
+    message = text[at + len("DB::Exception:") :] if at >= 0 else text
+    message = message.split("Stack trace")[0].strip()
+    return " ".join(message.split())[:500]

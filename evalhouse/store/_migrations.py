@@ -1,0 +1,82 @@
+"""Versioned, idempotent schema migrations, recorded in ``evalhouse_migrations``.
+
+Each migration is a list of statements that are safe to run twice (``IF NOT EXISTS``), so a
+crash half-way or two processes migrating at once leave a correct schema. A version is recorded
+only after all its statements succeeded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from evalhouse.store._client import Store
+from evalhouse.store._schema import (
+    Topology,
+    dedup_settings,
+    ingest_tables,
+    logs_table,
+    normalised_columns,
+    trace_id_lookup,
+    traces_table,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MIGRATIONS", "Migration", "migrate"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: Callable[[Topology], list[str]]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "otel_traces, column-compatible with the OTel Collector ClickHouse exporter",
+        lambda t: [traces_table(t), *dedup_settings("otel_traces", t)],
+    ),
+    Migration(2, "trace id lookup table", trace_id_lookup),
+    Migration(3, "normalised GenAI and experiment columns on otel_traces", normalised_columns),
+    Migration(4, "otel_logs", lambda t: [logs_table(t), *dedup_settings("otel_logs", t)]),
+    Migration(
+        5,
+        "OTLP ingest tables parsed by ClickHouse",
+        lambda t: [*ingest_tables("traces", t), *ingest_tables("logs", t)],
+    ),
+)
+
+
+def _ledger(topology: Topology) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS evalhouse_migrations{topology.on_cluster} "
+        "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
+        f"ENGINE = {topology.engine('ReplacingMergeTree')} ORDER BY version"
+    )
+
+
+def migrate(store: Store, *, cluster: str | None = None) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now.
+
+    >>> migrate(Store("chdb:///tmp/evalhouse-doctest"))   # doctest: +SKIP
+    [1, 2, 3, 4, 5]
+    """
+    topology = Topology(cluster)
+    store.command(_ledger(topology))
+    done = {row[0] for row in store.query("SELECT version FROM evalhouse_migrations FINAL")}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        for statement in migration.statements(topology):
+            store.command(statement)
+        store.insert_rows(
+            "evalhouse_migrations", [(migration.version, migration.name)], ["version", "name"]
+        )
+        logger.info("applied migration %d: %s", migration.version, migration.name)
+        applied.append(migration.version)
+    return applied

@@ -1,0 +1,231 @@
+"""The OTLP request shapes ClickHouse parses itself, derived from the installed opentelemetry-proto.
+
+ClickHouse reads ``ExportTraceServiceRequest`` / ``ExportLogsServiceRequest`` bytes with
+``FORMAT Protobuf`` into a Null table; a materialized view flattens them into the exporter
+compatible tables. Nothing is vendored: the ``.proto`` text given to ClickHouse is printed from
+the descriptors of the installed ``opentelemetry-proto`` package, with two edits:
+
+* ``AnyValue.array_value`` / ``kvlist_value`` are left out. ClickHouse cannot recurse, so the
+  collector turns structured values into JSON strings before they reach the store (the
+  "ingest" message classes below leave them out too, which is how the collector notices them
+  cheaply: they show up as unknown fields).
+* Fields ClickHouse does not need (string-table indexes, entity refs) are left out.
+
+Two families of Python classes come from the same edited descriptors:
+
+* ``ingest``: exactly what ClickHouse reads, with UTF-8 checked by upb on parse (fast path).
+* ``lenient``: every string declared as bytes and structured values kept, so a request with
+  invalid UTF-8 or structured values can still be read and repaired (slow path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cache
+from typing import Any, Literal
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from opentelemetry.proto.collector.logs.v1 import logs_service_pb2
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+from opentelemetry.proto.common.v1 import common_pb2
+from opentelemetry.proto.logs.v1 import logs_pb2
+from opentelemetry.proto.resource.v1 import resource_pb2
+from opentelemetry.proto.trace.v1 import trace_pb2
+
+Signal = Literal["traces", "logs"]
+SIGNALS: tuple[Signal, ...] = ("traces", "logs")
+
+_REQUEST = {
+    "traces": "opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest",
+    "logs": "opentelemetry.proto.collector.logs.v1.ExportLogsServiceRequest",
+}
+_MODULES = (common_pb2, resource_pb2, trace_pb2, logs_pb2, trace_service_pb2, logs_service_pb2)
+_STRUCTURED = {"array_value", "kvlist_value"}
+# Not needed by the store; dropped from the ClickHouse schema and the ingest classes.
+_DROPPED = {
+    ("AnyValue", "string_value_strindex"),
+    ("KeyValue", "key_strindex"),
+    ("Resource", "entity_refs"),
+}
+
+
+def _edited_files(*, lenient: bool) -> list[descriptor_pb2.FileDescriptorProto]:
+    files = []
+    for module in _MODULES:
+        proto = descriptor_pb2.FileDescriptorProto()
+        module.DESCRIPTOR.CopyToProto(proto)
+        for message in proto.message_type:
+            _edit_message(message, lenient=lenient)
+        files.append(proto)
+    return files
+
+
+def _edit_message(message: descriptor_pb2.DescriptorProto, *, lenient: bool) -> None:
+    keep = []
+    for field in message.field:
+        if (message.name, field.name) in _DROPPED:
+            continue
+        if message.name == "AnyValue" and field.name in _STRUCTURED and not lenient:
+            continue
+        if lenient and field.type == FieldDescriptor.TYPE_STRING:
+            field.type = FieldDescriptor.TYPE_BYTES
+        keep.append(field)
+    del message.field[:]
+    message.field.extend(keep)
+    for nested in message.nested_type:
+        _edit_message(nested, lenient=lenient)
+
+
+@cache
+def _pool(lenient: bool) -> descriptor_pool.DescriptorPool:
+    pool = descriptor_pool.DescriptorPool()
+    for proto in _edited_files(lenient=lenient):
+        pool.Add(proto)
+    return pool
+
+
+def ingest_class(signal: Signal) -> Any:
+    """Message class matching what ClickHouse parses (no structured values; UTF-8 checked)."""
+    return message_factory.GetMessageClass(_pool(False).FindMessageTypeByName(_REQUEST[signal]))
+
+
+def lenient_class(signal: Signal) -> Any:
+    """Message class that reads anything well-formed: strings as bytes, structured values kept."""
+    return message_factory.GetMessageClass(_pool(True).FindMessageTypeByName(_REQUEST[signal]))
+
+
+_SCALARS = {
+    FieldDescriptor.TYPE_STRING: "string",
+    FieldDescriptor.TYPE_BYTES: "bytes",
+    FieldDescriptor.TYPE_BOOL: "bool",
+    FieldDescriptor.TYPE_INT64: "int64",
+    FieldDescriptor.TYPE_INT32: "int32",
+    FieldDescriptor.TYPE_UINT64: "uint64",
+    FieldDescriptor.TYPE_UINT32: "uint32",
+    FieldDescriptor.TYPE_DOUBLE: "double",
+    FieldDescriptor.TYPE_FIXED64: "fixed64",
+    FieldDescriptor.TYPE_FIXED32: "fixed32",
+    FieldDescriptor.TYPE_SFIXED64: "sfixed64",
+}
+
+
+def _local_name(full_name: str) -> str:
+    return full_name.replace(".", "_")
+
+
+@cache
+def proto_schema(signal: Signal) -> str:
+    """The ``.proto`` text (one file, no imports) ClickHouse uses to parse a request."""
+    root: Descriptor = _pool(False).FindMessageTypeByName(_REQUEST[signal])
+    blocks: list[str] = []
+    seen: set[str] = set()
+    pending = [root]
+    while pending:
+        message = pending.pop()
+        if message.full_name in seen:
+            continue
+        seen.add(message.full_name)
+        name = message.name if message is root else _local_name(message.full_name)
+        lines = [f"message {name} {{"]
+        oneofs: dict[str, list[str]] = {}
+        for field in message.fields:
+            if field.type == FieldDescriptor.TYPE_MESSAGE:
+                type_name = _local_name(field.message_type.full_name)
+                pending.append(field.message_type)
+            elif field.type == FieldDescriptor.TYPE_ENUM:
+                type_name = _local_name(field.enum_type.full_name)
+                if field.enum_type.full_name not in seen:
+                    seen.add(field.enum_type.full_name)
+                    values = " ".join(f"{v.name} = {v.number};" for v in field.enum_type.values)
+                    blocks.append(f"enum {type_name} {{ {values} }}")
+            else:
+                type_name = _SCALARS[field.type]
+            repeated = "repeated " if field.is_repeated else ""
+            line = f"  {repeated}{type_name} {field.name} = {field.number};"
+            if field.containing_oneof is not None:
+                oneofs.setdefault(field.containing_oneof.name, []).append(line)
+            else:
+                lines.append(line)
+        for oneof, members in oneofs.items():
+            lines += [f"  oneof {oneof} {{", *members, "  }"]
+        lines.append("}")
+        blocks.append("\n".join(lines))
+    return 'syntax = "proto3";\n\n' + "\n\n".join(blocks) + "\n"
+
+
+def format_settings(signal: Signal) -> dict[str, Any]:
+    """Per-insert settings that make ClickHouse parse length-delimited OTLP requests."""
+    return {
+        "format_schema": proto_schema(signal),
+        "format_schema_source": "string",
+        "format_schema_message_name": _REQUEST[signal].rsplit(".", 1)[1],
+        "input_format_protobuf_oneof_presence": 1,
+    }
+
+
+# ClickHouse column types of the Null tables, mirroring the ingest messages by name.
+_ANY_VALUE = (
+    "Tuple(value Enum8('none' = 0, 'string_value' = 1, 'bool_value' = 2, 'int_value' = 3, "
+    "'double_value' = 4, 'bytes_value' = 7), string_value String, bool_value Bool, "
+    "int_value Int64, double_value Float64, bytes_value String)"
+)
+_ATTRIBUTES = f"Array(Tuple(key String, value {_ANY_VALUE}))"
+_SCOPE = f"Tuple(name String, version String, attributes {_ATTRIBUTES})"
+_RESOURCE = f"Tuple(attributes {_ATTRIBUTES})"
+
+
+def _enum(descriptor: Any) -> str:
+    members = ", ".join(f"'{v.name}' = {v.number}" for v in descriptor.values)
+    return f"Enum8({members})"
+
+
+def ingest_columns(signal: Signal) -> str:
+    """Column definition of the Null table that receives raw requests of ``signal``."""
+    if signal == "traces":
+        span = (
+            "Tuple(trace_id String, span_id String, trace_state String, parent_span_id String, "
+            f"flags UInt32, name String, kind {_enum(trace_pb2.Span.SpanKind.DESCRIPTOR)}, "
+            "start_time_unix_nano UInt64, end_time_unix_nano UInt64, "
+            f"attributes {_ATTRIBUTES}, "
+            f"events Array(Tuple(time_unix_nano UInt64, name String, attributes {_ATTRIBUTES})), "
+            "links Array(Tuple(trace_id String, span_id String, trace_state String, "
+            f"attributes {_ATTRIBUTES})), "
+            f"status Tuple(message String, code {_enum(trace_pb2.Status.StatusCode.DESCRIPTOR)}))"
+        )
+        scope_items = f"spans Array({span})"
+        outer, inner = "resource_spans", "scope_spans"
+    else:
+        record = (
+            "Tuple(time_unix_nano UInt64, observed_time_unix_nano UInt64, "
+            "severity_number Int32, severity_text String, "
+            f"body {_ANY_VALUE}, attributes {_ATTRIBUTES}, flags UInt32, "
+            "trace_id String, span_id String, event_name String)"
+        )
+        scope_items = f"log_records Array({record})"
+        outer, inner = "resource_logs", "scope_logs"
+    return (
+        f"{outer} Array(Tuple(resource {_RESOURCE}, schema_url String, "
+        f"{inner} Array(Tuple(scope {_SCOPE}, schema_url String, {scope_items}))))"
+    )
+
+
+def ingest_column_name(signal: Signal) -> str:
+    return "resource_spans" if signal == "traces" else "resource_logs"
+
+
+@dataclass(frozen=True)
+class SpanLocation:
+    """Where one span sits in a request (resource, scope, span index)."""
+
+    resource: int
+    scope: int
+    index: int
+
+
+def iter_spans(request: Any) -> Iterable[tuple[SpanLocation, Any]]:
+    for r, resource_spans in enumerate(request.resource_spans):
+        for s, scope_spans in enumerate(resource_spans.scope_spans):
+            for i, span in enumerate(scope_spans.spans):
+                yield SpanLocation(r, s, i), span

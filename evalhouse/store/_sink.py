@@ -1,0 +1,36 @@
+"""Writing OTLP requests into ClickHouse: ClickHouse parses them, a view flattens them."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from evalhouse.store._client import Store
+from evalhouse.store._otlp import Signal, format_settings, ingest_column_name
+from evalhouse.store._schema import ingest_table_name
+
+
+class SpanSink(Protocol):
+    """Where the collector's writer puts batches; the seam tests use to inject outages."""
+
+    def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None: ...
+
+
+class OtlpSink:
+    """Inserts length-delimited OTLP export requests with a deduplication token.
+
+    A retry of the same batch with the same token is dropped by ClickHouse, so replaying a
+    batch after a crash never duplicates spans.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None:
+        settings = {**format_settings(signal), "insert_deduplication_token": token}
+        self.store.insert_raw(
+            ingest_table_name(signal),
+            [ingest_column_name(signal)],
+            payload,
+            fmt="Protobuf",
+            settings=settings,
+        )
