@@ -1,0 +1,37 @@
+"""Optional API keys, accepted as ``Authorization: Bearer KEY`` or ``x-api-key: KEY``."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+
+
+class ApiKeys:
+    def __init__(self, keys: frozenset[str]) -> None:
+        self._keys = tuple(k.encode() for k in keys)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def allows(self, headers: Mapping[str, str]) -> bool:
+        """True when keys are off, or the headers carry one of them (constant-time compare)."""
+        if not self._keys:
+            return True
+        offered = []
+        authorization = headers.get("authorization", "")
+        if authorization[:7].lower() == "bearer ":
+            offered.append(authorization[7:].strip())
+        if headers.get("x-api-key"):
+            offered.append(headers["x-api-key"].strip())
+        found = False
+        for candidate in offered:
+            for key in self._keys:
+                found |= hmac.compare_digest(candidate.encode(), key)
+        return found
+
+
+UNAUTHENTICATED_MESSAGE = (
+    "missing or wrong API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>' "
+    "(with the OTel SDK: OTEL_EXPORTER_OTLP_HEADERS=authorization=Bearer%20<key>)"
+)

@@ -1,0 +1,111 @@
+"""The thread that moves batches from the write-ahead log into ClickHouse."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from evalhouse.collector._metrics import Metrics
+from evalhouse.collector._wal import Batch, Wal
+from evalhouse.errors import EvalhouseError, QueryError
+from evalhouse.store._sink import SpanSink
+
+logger = logging.getLogger(__name__)
+
+_MAX_BATCH_BYTES = 64 * 1024 * 1024
+_MAX_BACKOFF = 30.0
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        bits = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(bits | 0x80)
+        else:
+            out.append(bits)
+            return bytes(out)
+
+
+def _length_delimited(payloads: list[bytes]) -> bytes:
+    """ClickHouse's ``Protobuf`` format: one varint-length-prefixed message per row."""
+    return b"".join(_varint(len(p)) + p for p in payloads)
+
+
+class Writer:
+    """Insert WAL batches; on failure keep them in the WAL and retry with backoff."""
+
+    def __init__(
+        self,
+        wal: Wal,
+        sink: SpanSink,
+        metrics: Metrics,
+        *,
+        max_spans: int,
+        prepare_store: Callable[[], None] | None = None,
+    ) -> None:
+        self.wal = wal
+        self.sink = sink
+        self.metrics = metrics
+        self.max_spans = max_spans
+        self.prepare_store = prepare_store
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="evalhouse-writer", daemon=True)
+        self._store_ready = prepare_store is None
+        self._backoff = 0.5
+        self.store_healthy = True
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, drain_seconds: float = 5.0) -> None:
+        """Stop after writing what is pending, waiting at most ``drain_seconds``."""
+        deadline = time.monotonic() + drain_seconds
+        while self.wal.backlog_bytes and self.store_healthy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._thread.join(timeout=drain_seconds + 30)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self.wal.wait_for_data(timeout=0.2):
+                continue
+            batch = self.wal.read_batch(self.max_spans, _MAX_BATCH_BYTES)
+            if batch is None:
+                continue
+            if self._write(batch):
+                self._backoff = 0.5
+            else:
+                self._stop.wait(self._backoff)
+                self._backoff = min(_MAX_BACKOFF, self._backoff * 2)
+
+    def _write(self, batch: Batch) -> bool:
+        try:
+            if not self._store_ready and self.prepare_store is not None:
+                self.prepare_store()
+                self._store_ready = True
+            self.wal.begin(batch)
+            started = time.perf_counter()
+            for signal, payloads in sorted(batch.payloads.items()):
+                self.sink.insert_otlp(signal, _length_delimited(payloads), f"{batch.token}:{signal}")
+            self.metrics.observe_insert(time.perf_counter() - started)
+        except QueryError as exc:
+            self.metrics.add("insert_failures")
+            self.store_healthy = True
+            logger.error("ClickHouse refused a batch (%s); it stays in the spool and is retried", exc)
+            return False
+        except EvalhouseError as exc:
+            self.metrics.add("insert_failures")
+            if self.store_healthy:
+                logger.warning("spooling to disk: %s", exc)
+            self.store_healthy = False
+            return False
+        if not self.store_healthy:
+            logger.info("ClickHouse is back; replaying the spool")
+        self.store_healthy = True
+        self.wal.commit(batch)
+        self.metrics.add("written", batch.spans)
+        return True

@@ -1,0 +1,94 @@
+"""``evalhouse serve``: collector and API in one process over the embedded store.
+
+chDB allows one process per data directory, so this process owns it; it writes
+``<data-dir>/server.json`` so that other commands (``evalhouse sql``) find its API instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from evalhouse.asgi import AsgiServer
+from evalhouse.collector import Collector
+from evalhouse.collector._auth import ApiKeys
+from evalhouse.config import Settings
+from evalhouse.store import Store, migrate
+from evalhouse.surfaces.api import api_app
+
+logger = logging.getLogger(__name__)
+
+SERVER_FILE = "server.json"
+
+
+def server_file(data_dir: Path) -> Path:
+    return data_dir / SERVER_FILE
+
+
+def running_server(data_dir: Path) -> dict[str, Any] | None:
+    """The API address of a live ``serve`` owning ``data_dir``, if there is one."""
+    path = server_file(data_dir)
+    try:
+        info: dict[str, Any] = json.loads(path.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (OSError, ValueError, KeyError):
+        return None
+    return info
+
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+
+    def handler(signum: int, frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    stop.wait()
+
+
+def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) -> None:
+    """Open the store, migrate, start collector (and API), run until SIGINT/SIGTERM."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.dsn)
+    if settings.embedded:
+        migrate(store, cluster=settings.cluster)
+        prepare = None
+    else:
+        # A server may be down at start: the collector spools and migrates once it is up.
+        def prepare() -> None:
+            migrate(store, cluster=settings.cluster)
+
+    collector = Collector(settings, store, prepare_store=prepare)
+    addresses = collector.start()
+    api: AsgiServer | None = None
+    try:
+        if with_api:
+            api = AsgiServer.start(
+                api_app(store, ApiKeys(settings.api_key_values())),
+                settings.host,
+                settings.ui_port,
+                "API",
+            )
+            info = {"pid": os.getpid(), "api": f"http://{settings.host}:{api.port}"}
+            server_file(settings.data_dir).write_text(json.dumps(info))
+        announce(f"evalhouse {'serve' if with_api else 'collector'} on {store.safe_dsn}")
+        announce(f"  OTLP/gRPC  {addresses.grpc}")
+        announce(f"  OTLP/HTTP  {addresses.http}  (also /metrics)")
+        if api is not None:
+            announce(f"  API        http://{settings.host}:{api.port}/api")
+        announce("Ctrl-C to stop.")
+        _wait_for_signal()
+        announce("shutting down: writing pending spans...")
+    finally:
+        if api is not None:
+            api.stop()
+            server_file(settings.data_dir).unlink(missing_ok=True)
+        collector.stop()
+        store.close()
+    announce("stopped.")
