@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -80,6 +81,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def _serve(args: argparse.Namespace, *, with_api: bool) -> int:
+    # evalhouse reports listener failures itself, in one line; keep gRPC core quiet.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     from evalhouse.surfaces.serve import run_collector
 
     settings = _settings(args)
@@ -158,12 +161,22 @@ def _sql(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet_drivers(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR or not record.name.startswith(
+        ("urllib3", "clickhouse_connect")
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.command in ("serve", "collector") else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # evalhouse reports store failures itself; the drivers' retry chatter is noise here
+    # (a filter, because clickhouse-connect resets urllib3's level when it is imported).
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_quiet_drivers)
     handlers: dict[str, Any] = {
         "serve": lambda a: _serve(a, with_api=True),
         "collector": lambda a: _serve(a, with_api=False),

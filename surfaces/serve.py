@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from evalhouse.asgi import AsgiServer
+from evalhouse.asgi import AsgiServer, bind
 from evalhouse.collector import Collector
 from evalhouse.collector._auth import ApiKeys
 from evalhouse.config import Settings
@@ -52,8 +52,19 @@ def _wait_for_signal() -> None:
     stop.wait()
 
 
+def _check_ports(settings: Settings, with_api: bool) -> None:
+    """Fail before touching the store when a port is taken: one clear line, nothing half-open."""
+    ports = [("OTLP/gRPC", settings.grpc_port), ("OTLP/HTTP", settings.http_port)]
+    if with_api:
+        ports.append(("API", settings.ui_port))
+    for what, port in ports:
+        if port:
+            bind(settings.host, port, what).close()
+
+
 def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) -> None:
     """Open the store, migrate, start collector (and API), run until SIGINT/SIGTERM."""
+    _check_ports(settings, with_api)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.dsn)
     if settings.embedded:

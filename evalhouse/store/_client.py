@@ -9,6 +9,7 @@ collector can start (and spool) while its ClickHouse server is down.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import urllib.parse
 from collections.abc import Sequence
@@ -44,7 +45,7 @@ class Store:
         self.dsn = dsn
         self.database = database
         self._client: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
 
     @property
     def embedded(self) -> bool:
@@ -87,7 +88,7 @@ class Store:
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
 
         text = str(exc).strip()
-        first = text.splitlines()[0] if text else type(exc).__name__
+        first = _connection_reason(text) or (text.splitlines()[0] if text else type(exc).__name__)
         if isinstance(exc, OperationalError):
             with self._lock:
                 self._client = None
@@ -176,6 +177,12 @@ class Store:
 def quote_identifier(name: str) -> str:
     """Back-quote an identifier (database, table, column) for DDL."""
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _connection_reason(text: str) -> str | None:
+    """'[Errno 111] Connection refused' out of a urllib3 error chain, if there is one."""
+    match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
+    return match.group(1).strip().lower() if match else None
 
 
 def _error_code(text: str) -> int | None:

@@ -108,6 +108,8 @@ _INPUT = _tokens(
         ("ai.usage.inputTokens",),
         ("ai.usage.promptTokens",),
         (_BT_METRICS, "prompt_tokens"),
+        # Vercel embedding spans: every token of an embedding call is an input token.
+        ("ai.usage.tokens",),
     ],
     fallback=f"if({_has(_LF_USAGE)}, {_LANGFUSE_INPUT_TOTAL}, 0)",
 )
@@ -198,14 +200,22 @@ _PROVIDER_ALIASES = {
     "gemini": "google",
     "google-vertex": "google",
     "mistralai": "mistral",
+    "mistral_ai": "mistral",
+    "google.vertex": "google",
     "x_ai": "x-ai",
     "xai": "x-ai",
 }
+# Vercel's legacy spans put `model.provider` (e.g. 'openai.chat', 'anthropic.messages') in
+# `gen_ai.system` too: drop the API suffix. No OTel well-known provider name ends in one.
+_VERCEL_API_SUFFIX = (
+    "\\\\.(chat|completion|responses|embedding|messages|generative-ai|image|transcription|speech)$"
+)
+_PROVIDER_CLEAN = f"replaceRegexpOne(lower(trim({_PROVIDER_RAW})), '{_VERCEL_API_SUFFIX}', '')"
 _PROVIDER = (
-    f"transform(lower(trim({_PROVIDER_RAW})), "
+    f"transform({_PROVIDER_CLEAN}, "
     f"[{', '.join(repr(k) for k in _PROVIDER_ALIASES)}], "
     f"[{', '.join(repr(v) for v in _PROVIDER_ALIASES.values())}], "
-    f"lower(trim({_PROVIDER_RAW})))"
+    f"{_PROVIDER_CLEAN})"
 )
 
 _VERCEL_OP = _attr("ai.operationId")
@@ -269,6 +279,7 @@ NORMALISED_COLUMNS: tuple[NormalisedColumn, ...] = (
                 "gen_ai.request.model",
                 "llm.request.model_name",
                 "llm.model_name",
+                "embedding.model_name",
                 "ai.model.id",
                 "langfuse.observation.model.name",
             ],
