@@ -13,6 +13,7 @@ import re
 import threading
 import urllib.parse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from evalhouse.errors import DataDirLocked, QueryError, StoreUnavailable
@@ -50,6 +51,13 @@ class Store:
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb:")
+
+    @property
+    def embedded_path(self) -> Path | None:
+        """The chDB data directory, for the embedded store."""
+        if not self.embedded:
+            return None
+        return Path(urllib.parse.urlsplit(self.dsn).path)
 
     @property
     def safe_dsn(self) -> str:

@@ -20,9 +20,12 @@ Two families of Python classes come from the same edited descriptors:
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any, Literal
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
@@ -155,14 +158,31 @@ def proto_schema(signal: Signal) -> str:
     return 'syntax = "proto3";\n\n' + "\n\n".join(blocks) + "\n"
 
 
-def format_settings(signal: Signal) -> dict[str, Any]:
-    """Per-insert settings that make ClickHouse parse length-delimited OTLP requests."""
-    return {
-        "format_schema": proto_schema(signal),
-        "format_schema_source": "string",
-        "format_schema_message_name": _REQUEST[signal].rsplit(".", 1)[1],
-        "input_format_protobuf_oneof_presence": 1,
-    }
+def format_settings(signal: Signal, schema_dir: Path | None = None) -> dict[str, Any]:
+    """Per-insert settings that make ClickHouse parse length-delimited OTLP requests.
+
+    A server gets the schema text with the insert. The embedded engine would cache that text
+    as a file in the process's working directory, so for chDB the schema is written once into
+    ``schema_dir`` (inside the data directory) and referenced by absolute path.
+    """
+    message = _REQUEST[signal].rsplit(".", 1)[1]
+    common = {"input_format_protobuf_oneof_presence": 1}
+    if schema_dir is None:
+        return {
+            **common,
+            "format_schema": proto_schema(signal),
+            "format_schema_source": "string",
+            "format_schema_message_name": message,
+        }
+    text = proto_schema(signal)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:12]
+    path = schema_dir / f"otlp_{signal}_{digest}.proto"
+    if not path.exists():
+        schema_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return {**common, "format_schema": f"{path}:{message}"}
 
 
 # ClickHouse column types of the Null tables, mirroring the ingest messages by name.

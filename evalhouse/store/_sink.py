@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from evalhouse.store._client import Store
-from evalhouse.store._otlp import Signal, format_settings, ingest_column_name
+from evalhouse.store._otlp import SIGNALS, Signal, format_settings, ingest_column_name
 from evalhouse.store._schema import ingest_table_name
 
 
@@ -24,9 +24,14 @@ class OtlpSink:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        path = store.embedded_path
+        self._schema_dir = path / "format_schemas" if path is not None else None
+        self._settings = {
+            signal: format_settings(signal, self._schema_dir) for signal in SIGNALS
+        }
 
     def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None:
-        settings = {**format_settings(signal), "insert_deduplication_token": token}
+        settings = {**self._settings[signal], "insert_deduplication_token": token}
         self.store.insert_raw(
             ingest_table_name(signal),
             [ingest_column_name(signal)],
