@@ -80,9 +80,13 @@ class _Export(grpc.GenericRpcHandler):
 
 def _abort_with_retry(context: Any, code: grpc.StatusCode, message: str) -> None:
     """Answer with google.rpc.RetryInfo, which makes OTLP exporters retry after a delay."""
-    retry = error_details_pb2.RetryInfo(retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS))
+    retry = error_details_pb2.RetryInfo(
+        retry_delay=duration_pb2.Duration(seconds=RETRY_AFTER_SECONDS)
+    )
     status = status_pb2.Status(
-        code=code_pb2.RESOURCE_EXHAUSTED if code == grpc.StatusCode.RESOURCE_EXHAUSTED else code_pb2.UNAVAILABLE,
+        code=code_pb2.RESOURCE_EXHAUSTED
+        if code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        else code_pb2.UNAVAILABLE,
         message=f"{message}; retry in {RETRY_AFTER_SECONDS}s",
     )
     status.details.add().Pack(retry)

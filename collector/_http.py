@@ -34,7 +34,9 @@ class _TooLarge(Exception):
     pass
 
 
-def _status(code: int, message: str, content_type: str, http_status: int, **headers: str) -> Response:
+def _status(
+    code: int, message: str, content_type: str, http_status: int, **headers: str
+) -> Response:
     if content_type == _JSON:
         return JSONResponse({"code": code, "message": message}, http_status, headers=headers)
     body = status_pb2.Status(code=code, message=message).SerializeToString()
@@ -108,9 +110,7 @@ def otlp_http_app(ingest: Ingest, keys: ApiKeys, max_message_bytes: int) -> Star
             )
         response: Any = export_response(signal, outcome.rejected, outcome.message)
         if content_type == _JSON:
-            return Response(
-                json.dumps(json_format.MessageToDict(response)), 200, media_type=_JSON
-            )
+            return Response(json.dumps(json_format.MessageToDict(response)), 200, media_type=_JSON)
         return Response(response.SerializeToString(), 200, media_type=_PROTOBUF)
 
     async def traces(request: Request) -> Response:
@@ -122,7 +122,9 @@ def otlp_http_app(ingest: Ingest, keys: ApiKeys, max_message_bytes: int) -> Star
     async def metrics(request: Request) -> Response:
         if not keys.allows(request.headers):
             return PlainTextResponse(UNAUTHENTICATED_MESSAGE + "\n", 401)
-        return PlainTextResponse(ingest.metrics.prometheus(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(
+            ingest.metrics.prometheus(), media_type="text/plain; version=0.0.4"
+        )
 
     async def healthcheck(request: Request) -> Response:
         return JSONResponse({"status": "ok"})

@@ -187,9 +187,7 @@ class Wal:
             if seen is not None and now - seen <= self.dedup_window:
                 return False
             if self._backlog_bytes >= self.max_backlog_bytes:
-                raise Backlogged(
-                    f"{self._backlog_bytes} bytes wait to be written to ClickHouse"
-                )
+                raise Backlogged(f"{self._backlog_bytes} bytes wait to be written to ClickHouse")
             header = _HEADER.pack(
                 _MAGIC, SIGNALS.index(signal), len(payload), spans, zlib.crc32(payload), now, digest
             )

@@ -90,12 +90,16 @@ class Writer:
             self.wal.begin(batch)
             started = time.perf_counter()
             for signal, payloads in sorted(batch.payloads.items()):
-                self.sink.insert_otlp(signal, _length_delimited(payloads), f"{batch.token}:{signal}")
+                self.sink.insert_otlp(
+                    signal, _length_delimited(payloads), f"{batch.token}:{signal}"
+                )
             self.metrics.observe_insert(time.perf_counter() - started)
         except QueryError as exc:
             self.metrics.add("insert_failures")
             self.store_healthy = True
-            logger.error("ClickHouse refused a batch (%s); it stays in the spool and is retried", exc)
+            logger.error(
+                "ClickHouse refused a batch (%s); it stays in the spool and is retried", exc
+            )
             return False
         except EvalhouseError as exc:
             self.metrics.add("insert_failures")

@@ -33,7 +33,8 @@ class StoreUnavailable(EvalhouseError):
     def __init__(self, dsn: str, reason: str) -> None:
         super().__init__(
             f"ClickHouse at {dsn} is unreachable: {reason}; "
-            "check that the server runs and the DSN (--clickhouse / EVALHOUSE_CLICKHOUSE_URL) is right"
+            "check that the server runs and the DSN "
+            "(--clickhouse / EVALHOUSE_CLICKHOUSE_URL) is right"
         )
         self.dsn = dsn
         self.reason = reason

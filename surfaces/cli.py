@@ -22,7 +22,9 @@ __all__ = ["main"]
 
 def _store_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--data-dir", type=Path, help="embedded store directory (default .evalhouse)")
+    group.add_argument(
+        "--data-dir", type=Path, help="embedded store directory (default .evalhouse)"
+    )
     group.add_argument(
         "--clickhouse", metavar="DSN", help="ClickHouse DSN, e.g. http://user:pass@host:8123/db"
     )
@@ -44,9 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"evalhouse {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser(
-        "serve", help="all-in-one: collector and API on the embedded store"
-    )
+    serve = commands.add_parser("serve", help="all-in-one: collector and API on the embedded store")
     serve.add_argument("--data-dir", type=Path, help="where data lives (default .evalhouse)")
     _listener_flags(serve, ui=True)
 
@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     sql = commands.add_parser("sql", help="run a read-only SQL query")
     _store_flags(sql)
     sql.add_argument("--format", default="Pretty", help="Pretty (default), CSV, JSONEachRow, ...")
-    sql.add_argument("query", help="the SQL query, e.g. \"SELECT count() FROM otel_traces\"")
+    sql.add_argument("query", help='the SQL query, e.g. "SELECT count() FROM otel_traces"')
     return parser
 
 
@@ -139,7 +139,9 @@ def _sql(args: argparse.Namespace) -> int:
     from evalhouse.surfaces.serve import running_server
 
     if args.format not in SQL_FORMATS:
-        raise EvalhouseError(f"unknown format {args.format!r}; choose one of {', '.join(SQL_FORMATS)}")
+        raise EvalhouseError(
+            f"unknown format {args.format!r}; choose one of {', '.join(SQL_FORMATS)}"
+        )
     settings = _settings(args)
     server = running_server(settings.data_dir) if settings.embedded else None
     if server is not None:

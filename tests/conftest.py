@@ -79,9 +79,7 @@ def collector_settings(data_dir: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def start_collector(
-    store: Store, tmp_path: Path
-) -> Iterator[Callable[..., tuple[Collector, Any]]]:
+def start_collector(store: Store, tmp_path: Path) -> Iterator[Callable[..., tuple[Collector, Any]]]:
     """Start an in-process collector on free ports writing into ``store``."""
     started: list[Collector] = []
 
@@ -125,7 +123,9 @@ class ServeProcess:
         return self.process.returncode
 
 
-def run_cli(*args: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
         [sys.executable, "-m", "evalhouse.surfaces.cli", *args],
         capture_output=True,
@@ -146,11 +146,18 @@ def start_serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
     with log.open("a") as handle:
         process = subprocess.Popen(
             [
-                sys.executable, "-m", "evalhouse.surfaces.cli", "serve",
-                "--data-dir", str(data_dir),
-                "--grpc-port", str(grpc_port),
-                "--http-port", str(http_port),
-                "--ui-port", str(ui_port),
+                sys.executable,
+                "-m",
+                "evalhouse.surfaces.cli",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--grpc-port",
+                str(grpc_port),
+                "--http-port",
+                str(http_port),
+                "--ui-port",
+                str(ui_port),
                 *extra,
             ],
             stdout=handle,
@@ -174,7 +181,9 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServeProcess]]:
     """Start ``evalhouse serve`` as a subprocess; stopped (SIGINT) at the end of the test."""
     processes: list[ServeProcess] = []
 
-    def start(data_dir: Path | None = None, *extra: str, env: dict[str, str] | None = None) -> ServeProcess:
+    def start(
+        data_dir: Path | None = None, *extra: str, env: dict[str, str] | None = None
+    ) -> ServeProcess:
         process = start_serve(data_dir or tmp_path / "data", *extra, env=env)
         processes.append(process)
         return process

@@ -96,7 +96,9 @@ def test_batch_in_flight_at_a_crash_is_replayed_exactly_once(tmp_path: Path, sto
     replay = restarted.read_batch(1, 10**9)
     assert replay is not None
     assert (replay.start, replay.end, replay.spans) == (batch.start, batch.end, 6)
-    sink.insert_otlp("traces", _length_delimited(replay.payloads["traces"]), f"{replay.token}:traces")
+    sink.insert_otlp(
+        "traces", _length_delimited(replay.payloads["traces"]), f"{replay.token}:traces"
+    )
     restarted.commit(replay)
     rest = restarted.read_batch(10_000, 10**9)
     assert rest is not None and rest.spans == 4

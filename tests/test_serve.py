@@ -172,10 +172,18 @@ def test_collector_spools_while_clickhouse_is_unreachable_and_serve_replays_it(
     grpc_port, http_port = free_port(), free_port()
     closed = free_port()  # nothing listens here: ClickHouse is "down"
     command = [
-        sys.executable, "-m", "evalhouse.surfaces.cli", "collector",
-        "--clickhouse", f"http://127.0.0.1:{closed}",
-        "--spool-dir", str(spool),
-        "--grpc-port", str(grpc_port), "--http-port", str(http_port),
+        sys.executable,
+        "-m",
+        "evalhouse.surfaces.cli",
+        "collector",
+        "--clickhouse",
+        f"http://127.0.0.1:{closed}",
+        "--spool-dir",
+        str(spool),
+        "--grpc-port",
+        str(grpc_port),
+        "--http-port",
+        str(http_port),
     ]
     with (tmp_path / "collector.log").open("w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
@@ -183,6 +191,7 @@ def test_collector_spools_while_clickhouse_is_unreachable_and_serve_replays_it(
         wait_for(lambda: "Ctrl-C to stop." in (tmp_path / "collector.log").read_text(), 60)
         exporter = GrpcSpanExporter(endpoint=f"127.0.0.1:{grpc_port}", insecure=True)
         emit_with_sdk(exporter, "spooled")
+
         def spooled() -> bool:
             text = httpx.get(f"http://127.0.0.1:{http_port}/metrics").text
             held = f"evalhouse_collector_spool_spans {len(DIALECTS)}" in text
@@ -205,8 +214,16 @@ def test_cli_failures_are_one_clear_line(tmp_path: Path) -> None:
     port = busy.getsockname()[1]
     try:
         result = run_cli(
-            "serve", "--data-dir", str(tmp_path / "d"), "--grpc-port", str(port),
-            "--http-port", str(free_port()), "--ui-port", str(free_port()), check=False,
+            "serve",
+            "--data-dir",
+            str(tmp_path / "d"),
+            "--grpc-port",
+            str(port),
+            "--http-port",
+            str(free_port()),
+            "--ui-port",
+            str(free_port()),
+            check=False,
         )
     finally:
         busy.close()

@@ -71,7 +71,9 @@ class Store:
             if self.database:
                 admin = clickhouse_connect.get_client(dsn=self.dsn)
                 try:
-                    admin.command(f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}")
+                    admin.command(
+                        f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}"
+                    )
                 finally:
                     if not self.embedded:
                         admin.close()
@@ -83,7 +85,9 @@ class Store:
             text = str(exc)
             if self.embedded and ("lock" in text.lower() or "Code: 36" in text):
                 raise DataDirLocked(self.dsn.removeprefix("chdb://")) from exc
-            raise StoreUnavailable(self.safe_dsn, text.splitlines()[0] if text else repr(exc)) from exc
+            raise StoreUnavailable(
+                self.safe_dsn, text.splitlines()[0] if text else repr(exc)
+            ) from exc
 
     def client(self) -> Any:
         """The live clickhouse-connect client (connecting on first use)."""

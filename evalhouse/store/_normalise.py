@@ -305,18 +305,14 @@ NORMALISED_COLUMNS: tuple[NormalisedColumn, ...] = (
         "chat, text_completion, generate_content, embeddings (model calls), execute_tool, ...",
     ),
     NormalisedColumn("InputTokens", "UInt64", _INPUT, "Input tokens including cached ones."),
-    NormalisedColumn(
-        "OutputTokens", "UInt64", _OUTPUT, "Output tokens including reasoning ones."
-    ),
+    NormalisedColumn("OutputTokens", "UInt64", _OUTPUT, "Output tokens including reasoning ones."),
     NormalisedColumn(
         "CacheReadTokens", "UInt64", _tokens(_CACHE_READ), "Input tokens read from cache."
     ),
     NormalisedColumn(
         "CacheWriteTokens", "UInt64", _tokens(_CACHE_WRITE), "Input tokens written to cache."
     ),
-    NormalisedColumn(
-        "ReasoningTokens", "UInt64", _REASONING, "Output tokens spent on reasoning."
-    ),
+    NormalisedColumn("ReasoningTokens", "UInt64", _REASONING, "Output tokens spent on reasoning."),
     NormalisedColumn(
         "ProvidedCostUsd",
         "Nullable(Float64)",

@@ -72,8 +72,8 @@ def _edit_message(message: descriptor_pb2.DescriptorProto, *, lenient: bool) -> 
             continue
         if message.name == "AnyValue" and field.name in _STRUCTURED and not lenient:
             continue
-        if lenient and field.type == FieldDescriptor.TYPE_STRING:
-            field.type = FieldDescriptor.TYPE_BYTES
+        if lenient and field.type == descriptor_pb2.FieldDescriptorProto.TYPE_STRING:
+            field.type = descriptor_pb2.FieldDescriptorProto.TYPE_BYTES
         keep.append(field)
     del message.field[:]
     message.field.extend(keep)
@@ -134,14 +134,15 @@ def proto_schema(signal: Signal) -> str:
         lines = [f"message {name} {{"]
         oneofs: dict[str, list[str]] = {}
         for field in message.fields:
-            if field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.message_type is not None:
                 type_name = _local_name(field.message_type.full_name)
                 pending.append(field.message_type)
-            elif field.type == FieldDescriptor.TYPE_ENUM:
-                type_name = _local_name(field.enum_type.full_name)
-                if field.enum_type.full_name not in seen:
-                    seen.add(field.enum_type.full_name)
-                    values = " ".join(f"{v.name} = {v.number};" for v in field.enum_type.values)
+            elif field.enum_type is not None:
+                enum = field.enum_type
+                type_name = _local_name(enum.full_name)
+                if enum.full_name not in seen:
+                    seen.add(enum.full_name)
+                    values = " ".join(f"{v.name} = {v.number};" for v in enum.values)
                     blocks.append(f"enum {type_name} {{ {values} }}")
             else:
                 type_name = _SCALARS[field.type]

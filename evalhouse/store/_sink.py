@@ -26,9 +26,7 @@ class OtlpSink:
         self.store = store
         path = store.embedded_path
         self._schema_dir = path / "format_schemas" if path is not None else None
-        self._settings = {
-            signal: format_settings(signal, self._schema_dir) for signal in SIGNALS
-        }
+        self._settings = {signal: format_settings(signal, self._schema_dir) for signal in SIGNALS}
 
     def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None:
         settings = {**self._settings[signal], "insert_deduplication_token": token}
