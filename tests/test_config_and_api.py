@@ -1,0 +1,83 @@
+"""Settings precedence and the public import surface."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+import evalhouse
+import evalhouse.collector
+import evalhouse.store
+from evalhouse.config import load_settings
+from evalhouse.errors import ConfigError
+
+
+def test_flag_beats_environment_beats_file_beats_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "evalhouse.toml"
+    config.write_text("grpc_port = 5001\nhttp_port = 5002\nui_port = 5003\n")
+    monkeypatch.setenv("EVALHOUSE_CONFIG", str(config))
+    monkeypatch.setenv("EVALHOUSE_HTTP_PORT", "6002")
+    monkeypatch.setenv("EVALHOUSE_UI_PORT", "6003")
+    settings = load_settings(ui_port=7003)
+    assert (settings.grpc_port, settings.http_port, settings.ui_port) == (5001, 6002, 7003)
+    assert load_settings(data_dir=None).max_message_bytes == 16 * 1024 * 1024
+
+
+def test_api_keys_from_environment_are_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALHOUSE_API_KEYS", "alpha, beta")
+    settings = load_settings()
+    assert settings.api_key_values() == frozenset({"alpha", "beta"})
+    assert "alpha" not in repr(settings)
+
+
+def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EVALHOUSE_GRPC_PORT", "not-a-port")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    assert raised.value.setting == "grpc_port"
+    assert "not-a-port" in str(raised.value)
+
+
+def test_embedded_dsn_lives_under_the_data_dir(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path)
+    assert settings.dsn == f"chdb://{tmp_path.resolve() / 'clickhouse'}"
+    assert settings.embedded
+    server = load_settings(clickhouse_url="http://user:pw@ch:8123/db")
+    assert not server.embedded
+
+
+def test_public_names_are_exactly_the_exported_ones() -> None:
+    assert evalhouse.__all__ == ["EvalhouseError", "__version__"]
+    assert sorted(evalhouse.collector.__all__) == ["Addresses", "Collector"]
+    assert set(evalhouse.store.__all__) == {
+        "MIGRATIONS",
+        "NORMALISED_COLUMNS",
+        "SIGNALS",
+        "Migration",
+        "NormalisedColumn",
+        "OtlpSink",
+        "Signal",
+        "Store",
+        "Topology",
+        "migrate",
+        "quote_identifier",
+        "redact_dsn",
+    }
+    for module in (evalhouse, evalhouse.collector, evalhouse.store):
+        public = {name for name in vars(module) if not name.startswith("_")}
+        assert set(module.__all__) - {"__version__"} <= public
+
+
+def test_only_the_evalhouse_namespace_is_importable() -> None:
+    for name in ("collector", "evaluators", "instrumentation", "surfaces"):
+        assert importlib.util.find_spec(name) is None, name
+        assert importlib.util.find_spec(f"evalhouse.{name}") is not None
+
+
+def test_dsn_credentials_are_redacted() -> None:
+    assert evalhouse.store.redact_dsn("https://bob:pw@ch:8443/db") == "https://ch:8443/db"
+    assert evalhouse.store.redact_dsn("chdb:///data") == "chdb:///data"
