@@ -161,8 +161,16 @@ _NORMALISED = (
     "CacheReadTokens, ProvidedCostUsd"
 )
 EXPECTED = {
-    "chat gpt-4o-mini": ("openai", "gpt-4o-mini", "gpt-4o-mini-2024-07-18", "chat", 1500, 200,
-                         1024, None),
+    "chat gpt-4o-mini": (
+        "openai",
+        "gpt-4o-mini",
+        "gpt-4o-mini-2024-07-18",
+        "chat",
+        1500,
+        200,
+        1024,
+        None,
+    ),
     "chat claude": ("anthropic", "claude-3-5-haiku", "", "chat", 80, 12, 0, None),
     "ChatCompletion": ("azure", "gpt-4o", "", "chat", 33, 9, 0, 0.00017),
     "POST /answer": ("", "", "", "", 0, 0, 0, None),

@@ -65,7 +65,8 @@ def read_span(store: Store, span_id: str) -> dict[str, Any]:
         {"span_id": span_id},
     )
     assert len(rows) == 1, rows
-    return rows[0]
+    row: dict[str, Any] = rows[0]
+    return row
 
 
 def normalised(store: Store, attributes: Mapping[str, str]) -> dict[str, Any]:

@@ -46,6 +46,9 @@ class Store:
         self.dsn = dsn
         self.database = database
         self._client: Any = None
+        # User SQL runs on a client of its own: on chDB ``readonly=1`` stays on the client
+        # that ran it, and would then refuse the collector's inserts.
+        self._readonly_client: Any = None
         self._lock = threading.RLock()
 
     @property
@@ -89,9 +92,13 @@ class Store:
                 self.safe_dsn, text.splitlines()[0] if text else repr(exc)
             ) from exc
 
-    def client(self) -> Any:
+    def client(self, *, readonly: bool = False) -> Any:
         """The live clickhouse-connect client (connecting on first use)."""
         with self._lock:
+            if readonly:
+                if self._readonly_client is None:
+                    self._readonly_client = self._connect()
+                return self._readonly_client
             if self._client is None:
                 self._client = self._connect()
             return self._client
@@ -102,22 +109,25 @@ class Store:
         text = str(exc).strip()
         first = _connection_reason(text) or (text.splitlines()[0] if text else type(exc).__name__)
         if isinstance(exc, OperationalError):
-            with self._lock:
-                self._client = None
+            self._forget_clients()
             return StoreUnavailable(self.safe_dsn, first)
         if self.embedded and ("Cannot lock file" in text or "EmbeddedServer" in text):
             return DataDirLocked(self.dsn.removeprefix("chdb://"))
         if isinstance(exc, DatabaseError):
             code = _error_code(text)
             return QueryError(_short_message(text), code)
-        with self._lock:
-            self._client = None
+        self._forget_clients()
         return StoreUnavailable(self.safe_dsn, first)
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def _forget_clients(self) -> None:
+        with self._lock:
+            self._client = None
+            self._readonly_client = None
+
+    def _call(self, method: str, *args: Any, readonly: bool = False, **kwargs: Any) -> Any:
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-        client = self.client()
+        client = self.client(readonly=readonly)
         try:
             return getattr(client, method)(*args, **kwargs)
         except ClickHouseError as exc:
@@ -150,7 +160,9 @@ class Store:
 
     def readonly_query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
         """Run user SQL with ClickHouse's ``readonly=1``: SELECT/SHOW/DESCRIBE only."""
-        result: bytes = self._call("raw_query", sql, fmt=fmt, settings={"readonly": 1})
+        result: bytes = self._call(
+            "raw_query", sql, fmt=fmt, settings={"readonly": 1}, readonly=True
+        )
         return result
 
     def insert_raw(
@@ -181,9 +193,11 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            client, self._client = self._client, None
-        if client is not None:
-            client.close()
+            clients = (self._client, self._readonly_client)
+            self._client = self._readonly_client = None
+        for client in clients:
+            if client is not None:
+                client.close()
 
 
 def quote_identifier(name: str) -> str:
