@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import queue
 import random
 import shutil
 import signal
@@ -41,6 +42,7 @@ import psutil
 GOAL_SPANS_PER_S = 50_000
 GOAL_RSS_MIB = 1024
 STORED_TIMEOUT_S = 300.0
+STALL_S = 60.0
 READY_TIMEOUT_S = 90.0
 RSS_INTERVAL_S = 0.05
 COUNT_INTERVAL_S = 0.1
@@ -277,12 +279,13 @@ class Serve:
     data_dir: Path
     log: Path
     grpc_target: str
+    metrics_url: str
     api: str = ""
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def log_tail(self, lines: int = 30) -> str:
+    def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> int:
@@ -310,7 +313,9 @@ def start_serve(data_dir: Path) -> Serve:
     # fmt: on
     with log.open("wb") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    serve = Serve(process, data_dir, log, f"127.0.0.1:{grpc_port}")
+    serve = Serve(
+        process, data_dir, log, f"127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}/metrics"
+    )
     deadline = time.monotonic() + READY_TIMEOUT_S
     while "Ctrl-C to stop." not in log.read_text(errors="replace"):
         if not serve.alive():
@@ -323,15 +328,34 @@ def start_serve(data_dir: Path) -> Serve:
     return serve
 
 
-def sql(api: str, query: str) -> str:
+def sql(serve: Serve, query: str) -> int:
+    """One integer from a read-only query through the API of the running server."""
     request = urllib.request.Request(
-        f"{api}/api/sql",
+        f"{serve.api}/api/sql",
         data=json.dumps({"query": query, "format": "TabSeparated"}).encode(),
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body: bytes = response.read()
-    return body.decode().strip()
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body: bytes = response.read()
+    except OSError as exc:
+        state = "running" if serve.alive() else f"exited with {serve.process.returncode}"
+        raise BenchmarkError(
+            f"API query failed ({exc}); evalhouse serve {state}:\n{serve.log_tail()}"
+        ) from None
+    return int(body.decode().strip())
+
+
+def collector_metrics(serve: Serve) -> dict[str, float]:
+    """The collector's Prometheus self-metrics (OTLP/HTTP port), without the prefix."""
+    with urllib.request.urlopen(serve.metrics_url, timeout=60) as response:
+        text: str = response.read().decode()
+    values: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name.removeprefix("evalhouse_collector_")] = float(value)
+    return values
 
 
 class RssSampler:
@@ -360,19 +384,40 @@ class RssSampler:
                 return
 
 
+@dataclass
+class _Progress:
+    """Fails the run when the server dies, the loader dies, or storing stalls or times out."""
+
+    serve: Serve
+    loader: multiprocessing.process.BaseProcess
+    deadline: float = field(default_factory=lambda: time.monotonic() + STORED_TIMEOUT_S)
+    last_value: int = -1
+    last_change: float = field(default_factory=time.monotonic)
+
+    def check(self, value: int) -> None:
+        now = time.monotonic()
+        if value != self.last_value:
+            self.last_value, self.last_change = value, now
+        if not self.serve.alive():
+            raise BenchmarkError(f"evalhouse serve died:\n{self.serve.log_tail()}")
+        if self.loader.exitcode not in (None, 0):
+            raise BenchmarkError(f"the load process died (exit code {self.loader.exitcode})")
+        if now - self.last_change > STALL_S and self.loader.exitcode == 0:
+            raise BenchmarkError(
+                f"stored spans stuck at {value} for {STALL_S:.0f}s; serve log tail:\n"
+                + self.serve.log_tail()
+            )
+        if now > self.deadline:
+            raise BenchmarkError(f"only {value} spans stored after {STORED_TIMEOUT_S:.0f}s")
+
+
 def wait_stored(serve: Serve, expected: int, loader: multiprocessing.process.BaseProcess) -> float:
-    """Poll the stored count until it reaches ``expected``; returns the time it did."""
-    deadline = time.monotonic() + STORED_TIMEOUT_S
-    while True:
-        if not serve.alive():
-            raise BenchmarkError(f"evalhouse serve died:\n{serve.log_tail()}")
-        if int(sql(serve.api, "SELECT count() FROM otel_traces")) >= expected:
-            return time.monotonic()
-        if loader.exitcode not in (None, 0):
-            raise BenchmarkError(f"the load process died (exit code {loader.exitcode})")
-        if time.monotonic() > deadline:
-            raise BenchmarkError(f"fewer than {expected} spans stored after {STORED_TIMEOUT_S}s")
+    """Poll the stored spans until they reach ``expected``; returns the time they did."""
+    watch = _Progress(serve, loader)
+    while (value := sql(serve, "SELECT count() FROM otel_traces")) < expected:
+        watch.check(value)
         time.sleep(COUNT_INTERVAL_S)
+    return time.monotonic()
 
 
 # ---- end to end ----------------------------------------------------------------------------
@@ -385,6 +430,7 @@ class EndToEnd:
     stored: int
     duplicates: int
     peak_rss: int
+    metrics: dict[str, float]
     exit_code: int
     log: Path
 
@@ -394,12 +440,13 @@ def run_end_to_end(workload_path: Path, total: int, streams: int, root: Path) ->
     try:
         with RssSampler(serve.process.pid) as rss:
             load, stored_at = _drive_load(serve, workload_path, total, streams)
-            stored = int(sql(serve.api, "SELECT count() FROM otel_traces"))
-            duplicates = int(sql(serve.api, "SELECT count() - uniqExact(SpanId) FROM otel_traces"))
+            metrics = collector_metrics(serve)
+            stored = sql(serve, "SELECT count() FROM otel_traces")
+            duplicates = sql(serve, "SELECT count() - uniqExact(SpanId) FROM otel_traces")
             peak = rss.peak
     finally:
         exit_code = serve.stop()
-    return EndToEnd(load, stored_at, stored, duplicates, peak, exit_code, serve.log)
+    return EndToEnd(load, stored_at, stored, duplicates, peak, metrics, exit_code, serve.log)
 
 
 def _drive_load(
@@ -414,6 +461,8 @@ def _drive_load(
     try:
         stored_at = wait_stored(serve, total, loader)
         load = LoadResult(**results.get(timeout=STORED_TIMEOUT_S))
+    except BenchmarkError as exc:
+        raise BenchmarkError(f"{exc}{_load_errors(results)}") from None
     finally:
         loader.join(timeout=30)
         if loader.is_alive():
@@ -421,6 +470,15 @@ def _drive_load(
     if load.errors:
         raise BenchmarkError("load errors: " + "; ".join(load.errors[:5]))
     return load, stored_at
+
+
+def _load_errors(results: Any) -> str:
+    """The load process's errors, if it has reported, to explain a failed run."""
+    try:
+        errors = results.get(timeout=1)["errors"]
+    except queue.Empty:
+        return ""
+    return "\nload process errors: " + "; ".join(errors[:5]) if errors else ""
 
 
 # ---- baseline ------------------------------------------------------------------------------
@@ -469,6 +527,18 @@ def _verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
+def _collector_lines(e2e: EndToEnd) -> list[str]:
+    m = e2e.metrics
+    inserts = int(m.get("insert_seconds_count", 0))
+    insert_s = m.get("insert_seconds_sum", 0.0)
+    mean_ms = 1000 * insert_s / inserts if inserts else 0.0
+    return [
+        f"collector inserts: {inserts} ({insert_s:.1f} s inside inserts, mean {mean_ms:,.0f} ms;"
+        f" failures {int(m.get('insert_failures_total', 0))},"
+        f" throttled requests {int(m.get('throttled_requests_total', 0))})",
+    ]
+
+
 def report(workload: Workload, e2e: EndToEnd, baseline: float) -> None:
     load = e2e.load
     total = workload.total_spans
@@ -489,6 +559,7 @@ def report(workload: Workload, e2e: EndToEnd, baseline: float) -> None:
         f"lost spans: {load.acknowledged - e2e.stored}",
         f"duplicate spans: {e2e.duplicates}",
         f"serve exit code: {e2e.exit_code}",
+        *_collector_lines(e2e),
         f"raw in-process insert spans/s: {baseline:,.0f}",
         f"end-to-end / raw insert: {stored_rate / baseline:.2f}",
     ]
