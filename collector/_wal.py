@@ -28,8 +28,10 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 from evalhouse.store import SIGNALS, Signal
 
@@ -39,6 +41,35 @@ _HEADER = struct.Struct("<4sBIIII16s")
 _MAGIC = b"EHW1"
 _DIGEST = struct.Struct("<16sI")
 _MAX_DIGESTS = 1_000_000
+
+
+@dataclass(frozen=True)
+class _Record:
+    signal: int
+    spans: int
+    seen: int
+    digest: bytes
+    payload: bytes | None
+    end: int
+
+
+def _records(handle: BinaryIO, *, payloads: bool = True) -> Iterator[_Record]:
+    """Complete, intact records from the handle's position; stops at a torn or bad one."""
+    while True:
+        header = handle.read(_HEADER.size)
+        if len(header) < _HEADER.size:
+            return
+        magic, signal, length, spans, crc, seen, digest = _HEADER.unpack(header)
+        if magic != _MAGIC:
+            return
+        payload: bytes | None = None
+        if payloads:
+            payload = handle.read(length)
+            if len(payload) < length or zlib.crc32(payload) != crc:
+                return
+        else:
+            handle.seek(length, os.SEEK_CUR)
+        yield _Record(signal, spans, seen, digest, payload, handle.tell())
 
 
 class Backlogged(Exception):
@@ -127,20 +158,14 @@ class Wal:
             path = self._path(segment)
             good_end = 0
             with path.open("rb") as handle:
-                while True:
-                    header = handle.read(_HEADER.size)
-                    if len(header) < _HEADER.size:
-                        break
-                    magic, _sig, length, spans, crc, seen, digest = _HEADER.unpack(header)
-                    payload = handle.read(length)
-                    if magic != _MAGIC or len(payload) < length or zlib.crc32(payload) != crc:
-                        break
-                    good_end = handle.tell()
-                    if now - seen <= self.dedup_window:
-                        self._remember(digest, seen)
+                for record in _records(handle):
+                    size = record.end - good_end
+                    good_end = record.end
+                    if now - record.seen <= self.dedup_window:
+                        self._remember(record.digest, record.seen)
                     if Position(segment, good_end) > self.committed:
-                        self._backlog_spans += spans
-                        backlog += _HEADER.size + length
+                        self._backlog_spans += record.spans
+                        backlog += size
             if good_end < path.stat().st_size:
                 logger.warning(
                     "cut a torn record at the end of %s (%d bytes, never acknowledged)",
@@ -267,18 +292,14 @@ class Wal:
             if path.exists():
                 with path.open("rb") as handle:
                     handle.seek(offset)
-                    while Position(segment, offset) < until and not full():
-                        header = handle.read(_HEADER.size)
-                        if len(header) < _HEADER.size:
+                    for record in _records(handle):
+                        if Position(segment, offset) >= until or full():
                             break
-                        _magic, sig, length, spans, _crc, _seen, _digest = _HEADER.unpack(header)
-                        payload = handle.read(length)
-                        if len(payload) < length:
-                            break
-                        batch.payloads.setdefault(SIGNALS[sig], []).append(payload)
-                        batch.spans += spans
-                        batch.nbytes += _HEADER.size + length
-                        offset = handle.tell()
+                        assert record.payload is not None
+                        batch.payloads.setdefault(SIGNALS[record.signal], []).append(record.payload)
+                        batch.spans += record.spans
+                        batch.nbytes += record.end - offset
+                        offset = record.end
                         batch.end = Position(segment, offset)
             if full() or segment >= until.segment:
                 break
@@ -306,15 +327,8 @@ class Wal:
     def _retire(self, segment: int) -> None:
         """Delete an inserted segment, keeping its digests for the dedup window."""
         path = self._path(segment)
-        digests = []
         with path.open("rb") as handle:
-            while True:
-                header = handle.read(_HEADER.size)
-                if len(header) < _HEADER.size:
-                    break
-                _m, _s, length, _n, _c, seen, digest = _HEADER.unpack(header)
-                digests.append(_DIGEST.pack(digest, seen))
-                handle.seek(length, os.SEEK_CUR)
+            digests = [_DIGEST.pack(r.digest, r.seen) for r in _records(handle, payloads=False)]
         with self._dedup_path.open("ab") as log:
             log.write(b"".join(digests))
         path.unlink()

@@ -46,13 +46,7 @@ class Topology:
 def _map_of(array: str) -> str:
     """OTLP KeyValue array → Map(LowCardinality(String), String), values as the exporter
     renders them (strings as is, ints/doubles in decimal, bools true/false, bytes base64)."""
-    value = (
-        "multiIf(kv.value.value = 'string_value', kv.value.string_value, "
-        "kv.value.value = 'int_value', toString(kv.value.int_value), "
-        "kv.value.value = 'double_value', toString(kv.value.double_value), "
-        "kv.value.value = 'bool_value', if(kv.value.bool_value, 'true', 'false'), "
-        "kv.value.value = 'bytes_value', base64Encode(kv.value.bytes_value), '')"
-    )
+    value = _any_value("kv.value")
     return (
         f"CAST(mapFromArrays(arrayMap(kv -> kv.key, {array}), arrayMap(kv -> {value}, {array})),"
         " 'Map(LowCardinality(String), String)')"
