@@ -1,0 +1,69 @@
+"""``evalhouse migrate`` and ``evalhouse sql``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from evalhouse.errors import EvalhouseError
+from evalhouse.surfaces._cli_common import Commands, api_request, settings_from, store_flags
+
+
+def register(commands: Commands) -> None:
+    migrate = commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
+    store_flags(migrate)
+    migrate.add_argument("--cluster", help="ClickHouse cluster: Replicated tables, ON CLUSTER")
+    migrate.set_defaults(run=_migrate)
+
+    sql = commands.add_parser("sql", help="run a read-only SQL query")
+    store_flags(sql)
+    sql.add_argument("--format", default="Pretty", help="Pretty (default), CSV, JSONEachRow, ...")
+    sql.add_argument("query", help='the SQL query, e.g. "SELECT count() FROM otel_traces"')
+    sql.set_defaults(run=_sql)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from evalhouse.store import Store, migrate
+
+    settings = settings_from(args)
+    store = Store(settings.dsn)
+    try:
+        applied = migrate(store, cluster=settings.cluster)
+    finally:
+        store.close()
+    if applied:
+        print(f"applied migrations {', '.join(map(str, applied))} on {store.safe_dsn}")
+    else:
+        print(f"schema is up to date on {store.safe_dsn}")
+    return 0
+
+
+def _sql(args: argparse.Namespace) -> int:
+    from evalhouse.store import Store
+    from evalhouse.surfaces.api import SQL_FORMATS
+    from evalhouse.surfaces.serve import running_server
+
+    if args.format not in SQL_FORMATS:
+        raise EvalhouseError(
+            f"unknown format {args.format!r}; choose one of {', '.join(SQL_FORMATS)}"
+        )
+    settings = settings_from(args)
+    server = running_server(settings.data_dir) if settings.embedded else None
+    if server is not None:
+        key = next(iter(settings.api_key_values()), None)
+        payload = {"query": args.query, "format": args.format}
+        output = api_request(server["api"], "/api/sql", payload, api_key=key)
+    else:
+        if settings.embedded and not (settings.data_dir / "clickhouse").exists():
+            raise EvalhouseError(
+                f"no evalhouse data in {settings.data_dir}; start 'evalhouse serve' there first "
+                "or pass --data-dir / --clickhouse"
+            )
+        store = Store(settings.dsn)
+        try:
+            output = store.readonly_query(args.query, args.format)
+        finally:
+            store.close()
+    sys.stdout.buffer.write(output)
+    sys.stdout.flush()
+    return 0
