@@ -8,14 +8,21 @@ from __future__ import annotations
 __all__ = [
     "DATASET_NAME",
     "DATASET_ROW_ID",
+    "DATASET_VERSION",
+    "EVALUATION_EVENT",
+    "EVALUATION_EXPLANATION",
+    "EVALUATION_NAME",
+    "EVALUATION_SCORE",
     "EXPECTED",
     "EXPERIMENT_ID",
+    "EXPERIMENT_METADATA",
     "EXPERIMENT_NAME",
     "INPUT",
     "METADATA",
     "OUTPUT",
     "PURPOSES",
     "SCORERS",
+    "SCORE_ERROR",
     "SCORE_EXPLANATION",
     "SCORE_METADATA",
     "SCORE_NAME",
@@ -29,8 +36,12 @@ PURPOSES = ("eval", "task", "scorer")
 
 EXPERIMENT_NAME = "evalhouse.experiment.name"
 EXPERIMENT_ID = "evalhouse.experiment.id"
+# JSON object describing the whole run (model, prompt version...); on the eval root span.
+EXPERIMENT_METADATA = "evalhouse.experiment.metadata"
 DATASET_NAME = "evalhouse.dataset.name"
+DATASET_VERSION = "evalhouse.dataset.version"
 DATASET_ROW_ID = "evalhouse.dataset.row_id"
+# 0-based; a row without it is trial 0. Trials of one input share the row id.
 TRIAL = "evalhouse.trial"
 INPUT = "evalhouse.input"
 EXPECTED = "evalhouse.expected"
@@ -42,3 +53,11 @@ SCORE_NAME = "evalhouse.score.name"
 SCORE_VALUE = "evalhouse.score.value"
 SCORE_EXPLANATION = "evalhouse.score.explanation"
 SCORE_METADATA = "evalhouse.score.metadata"
+# Set (with span status ERROR) when the scorer failed; the message says why.
+SCORE_ERROR = "evalhouse.score.error"
+
+# The OTel GenAI evaluation event: one per score, on the scorer span (or any span).
+EVALUATION_EVENT = "gen_ai.evaluation.result"
+EVALUATION_NAME = "gen_ai.evaluation.name"
+EVALUATION_SCORE = "gen_ai.evaluation.score.value"
+EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
