@@ -17,14 +17,19 @@ def error(status: int, message: str) -> JSONResponse:
 
 
 class RequireApiKey:
-    """ASGI middleware: every HTTP request except ``PUBLIC_PATHS`` needs a valid key."""
+    """ASGI middleware: every ``/api/`` request except ``PUBLIC_PATHS`` needs a valid key.
+
+    The web UI's pages and static assets hold no data, so they load without a key; the
+    browser then sends the key with each API call.
+    """
 
     def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
         self.app = app
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS and self.keys.enabled:
+        path = scope["path"] if scope["type"] == "http" else ""
+        if path.startswith("/api/") and path not in PUBLIC_PATHS and self.keys.enabled:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             if not self.keys.allows(headers):
                 response: Response = error(401, UNAUTHENTICATED_MESSAGE)
