@@ -31,7 +31,7 @@ from typing import Any
 
 from evalhouse.errors import EvalhouseError
 
-__all__ = ["Score", "ScorerError", "run_scorer", "scorer_name"]
+__all__ = ["Score", "ScorerError", "run_scorer", "scorer_name", "scores_from"]
 
 _KNOWN_ARGUMENTS = ("input", "output", "expected", "metadata")
 
@@ -170,6 +170,15 @@ def _bind(function: Any, arguments: dict[str, Any]) -> tuple[list[Any], dict[str
     if takes_any_keyword:
         return [], dict(arguments)
     return [], {p.name: arguments[p.name] for p in named if p.name in arguments}
+
+
+def scores_from(name: str, result: Any) -> list[Score]:
+    """The scores a scorer's return value stands for (``name`` when it names none).
+
+    >>> scores_from("exact", True)
+    [Score(name='exact', value=1.0, explanation=None, metadata=None)]
+    """
+    return _normalise(name, result)
 
 
 def _normalise(name: str, result: Any) -> list[Score]:

@@ -28,10 +28,10 @@ def test_flag_beats_environment_beats_file_beats_default(
 
 
 def test_api_keys_from_environment_are_secret(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("EVALHOUSE_API_KEYS", "alpha, beta")
+    monkeypatch.setenv("EVALHOUSE_API_KEYS", "key-s3cret-1, key-s3cret-2")
     settings = load_settings()
-    assert settings.api_key_values() == frozenset({"alpha", "beta"})
-    assert "alpha" not in repr(settings)
+    assert settings.api_key_values() == frozenset({"key-s3cret-1", "key-s3cret-2"})
+    assert "s3cret" not in repr(settings)
 
 
 def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,7 +51,6 @@ def test_embedded_dsn_lives_under_the_data_dir(tmp_path: Path) -> None:
 
 
 def test_public_names_are_exactly_the_exported_ones() -> None:
-    assert evalhouse.__all__ == ["EvalhouseError", "__version__"]
     assert sorted(evalhouse.collector.__all__) == ["Addresses", "Collector"]
     assert set(evalhouse.store.__all__) == {
         "MIGRATIONS",
@@ -67,7 +66,8 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
         "quote_identifier",
         "redact_dsn",
     }
-    for module in (evalhouse, evalhouse.collector, evalhouse.store):
+    # evalhouse's own top-level names are checked in test_sdk_public.py.
+    for module in (evalhouse.collector, evalhouse.store):
         public = {name for name in vars(module) if not name.startswith("_")}
         assert set(module.__all__) - {"__version__"} <= public
 

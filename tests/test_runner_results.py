@@ -1,0 +1,229 @@
+"""ExperimentResult: format, pandas, progress, and what the server adds (metrics, baseline).
+
+The server side is the real HTTP API (in process) over a real chDB database. The experiment
+views are the evaluator daemon's; here they are stand-in tables with the contract's columns
+(DESIGN.md, SQL contract), so these tests pin the runner's side of that contract.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_sdk_support import memory_spans
+
+import evalhouse
+from evalhouse.asgi import AsgiServer
+from evalhouse.collector._auth import ApiKeys
+from evalhouse.errors import EvalhouseError
+from evalhouse.store import Store
+from evalhouse.surfaces.api import api_app
+
+DATA = [{"input": "france", "expected": "Paris"}, {"input": "japan", "expected": "Tokyo"}]
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
+    yield from memory_spans(monkeypatch)
+
+
+@pytest.fixture
+def api(bare_store: Store) -> Iterator[tuple[str, Store]]:
+    server = AsgiServer.start(api_app(bare_store, ApiKeys(frozenset())), "127.0.0.1", 0, "API")
+    yield f"http://127.0.0.1:{server.port}", bare_store
+    server.stop()
+
+
+def stand_in_views(store: Store) -> None:
+    store.command(
+        "CREATE TABLE experiment_rows (experiment_id String, experiment_name String, "
+        "row_id String, trial UInt32, error String, task_duration_ms Float64, "
+        "llm_duration_ms Float64, input_tokens UInt64, output_tokens UInt64, "
+        "total_tokens UInt64, cost_usd Nullable(Float64), cost_provenance String, "
+        "judge_cost_usd Nullable(Float64), scores Map(String, Float64)) "
+        "ENGINE = MergeTree ORDER BY experiment_id"
+    )
+    store.command(
+        "CREATE TABLE experiments (experiment_id String, experiment_name String, "
+        "created_at DateTime64(3), scores Map(String, Float64)) "
+        "ENGINE = MergeTree ORDER BY experiment_id"
+    )
+
+
+def add_row(
+    store: Store,
+    experiment_id: str,
+    row_id: str,
+    tokens: tuple[int, int],
+    score: float,
+    cost: float | None = 0.002,
+) -> None:
+    store.insert_rows(
+        "experiment_rows",
+        [
+            [
+                experiment_id,
+                "capitals",
+                row_id,
+                0,
+                "",
+                40.0,
+                30.0,
+                *tokens,
+                sum(tokens),
+                cost,
+                "inferred" if cost is not None else "",
+                None,
+                {"faithfulness": score},
+            ]
+        ],
+        [
+            "experiment_id",
+            "experiment_name",
+            "row_id",
+            "trial",
+            "error",
+            "task_duration_ms",
+            "llm_duration_ms",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cost_usd",
+            "cost_provenance",
+            "judge_cost_usd",
+            "scores",
+        ],
+    )
+
+
+def answer(country: str) -> str:
+    return {"france": "Paris", "japan": "Kyoto"}[country]
+
+
+def exact(output: Any, expected: Any) -> bool:
+    return bool(output == expected)
+
+
+def test_format_pandas_and_progress(
+    spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    result = evalhouse.run_experiment("capitals", DATA, answer, scorers=[exact], trials=2)
+    assert capsys.readouterr().err == ""  # not a terminal: no progress bar
+
+    text = result.format()
+    assert text.splitlines()[0] == f"Experiment capitals ({result.experiment_id})"
+    assert "4 rows (2 inputs x 2 trials), 0 errored" in text
+    assert "exact  0.500  (4 scored)" in text
+    assert "Metrics: unavailable (cannot reach the evalhouse API" in text
+    assert f"View: {result.url}" in text and result.url.endswith(
+        f"/experiments/{result.experiment_id}"
+    )
+    frame = result.to_pandas()
+    assert list(frame["trial"]) == [0, 1, 0, 1]
+    assert list(frame["score.exact"]) == [1.0, 1.0, 0.0, 0.0]
+    assert list(frame["output"]) == ["Paris", "Paris", "Kyoto", "Kyoto"]
+
+    monkeypatch.setitem(sys.modules, "pandas", None)  # as if pandas were not installed
+    with pytest.raises(EvalhouseError, match="pip install pandas"):
+        result.to_pandas()
+
+
+def test_progress_bar_on_request(
+    spans: InMemorySpanExporter, capsys: pytest.CaptureFixture[str]
+) -> None:
+    evalhouse.run_experiment("capitals", DATA, answer, progress=True)
+    err = capsys.readouterr().err
+    assert err.startswith("\rcapitals [") and "2/2 rows" in err and err.endswith("\n")
+
+
+def test_server_metrics_wait_for_the_daemon_then_report(
+    spans: InMemorySpanExporter, api: tuple[str, Store]
+) -> None:
+    url, store = api
+    stand_in_views(store)
+    add_row(store, "exp-1", "r1", (100, 20), 0.5)
+    # The daemon finishes the second row a moment after the run ends.
+    later = threading.Timer(1.0, add_row, (store, "exp-1", "r2", (50, 10), 1.0))
+    later.start()
+    started = time.monotonic()
+    result = evalhouse.run_experiment(
+        "capitals", DATA, answer, api_url=url, summary_timeout=20, experiment_id="exp-1"
+    )
+    later.join()
+
+    assert 0.9 < time.monotonic() - started < 10
+    summary = result.summary
+    assert summary.status == "ready", summary.message
+    assert (summary.rows, summary.input_tokens, summary.output_tokens) == (2, 150, 30)
+    assert summary.total_tokens == 180 and summary.avg_task_duration_ms == 40.0
+    assert summary.cost_usd == pytest.approx(0.004) and summary.cost_provenance == ("inferred",)
+    assert summary.scores == {"faithfulness": 0.75}
+    assert "tokens 180 (in 150, out 30); cost $0.004000 (inferred)" in result.format()
+
+    pending = evalhouse.run_experiment(
+        "capitals", DATA, answer, api_url=url, summary_timeout=0.6, experiment_id="exp-2"
+    )
+    assert pending.summary.status == "pending"
+    assert "had 0 of 2 rows after 0.6 s" in pending.summary.message
+    assert "Metrics: pending" in pending.format()
+
+    add_row(store, "exp-3", "r1", (1, 1), 1.0)
+    add_row(store, "exp-3", "r2", (1, 1), 1.0, cost=None)  # a model without a known price
+    unpriced = evalhouse.run_experiment(
+        "capitals", DATA, answer, api_url=url, summary_timeout=5, experiment_id="exp-3"
+    )
+    assert unpriced.summary.status == "ready" and unpriced.summary.cost_usd is None
+    assert unpriced.summary.unpriced_rows == 1
+    assert "cost unknown (no price for 1 of 2 rows)" in unpriced.format()
+
+
+def test_server_without_experiment_views_is_reported_not_fatal(
+    spans: InMemorySpanExporter, api: tuple[str, Store]
+) -> None:
+    url, _ = api
+    result = evalhouse.run_experiment(
+        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="capitals"
+    )
+
+    assert result.summary.status == "unavailable"
+    assert "no experiment views" in result.summary.message
+    assert result.baseline is not None and result.baseline.status == "unavailable"
+    assert result.regressions == []
+
+
+def test_baseline_comparison_flags_a_drop(
+    spans: InMemorySpanExporter, api: tuple[str, Store]
+) -> None:
+    url, store = api
+    stand_in_views(store)
+    store.command(
+        "INSERT INTO experiments VALUES "
+        "('old', 'capitals', '2026-01-01 00:00:00', {'exact': 0.1}), "
+        "('latest', 'capitals', '2026-02-01 00:00:00', {'exact': 0.9}), "
+        "('unrelated', 'other', '2026-03-01 00:00:00', {'exact': 0.0})"
+    )
+
+    result = evalhouse.run_experiment(
+        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="capitals"
+    )
+    better = evalhouse.run_experiment(
+        "capitals", DATA[:1], answer, scorers=[exact], api_url=url, baseline="capitals"
+    )
+    missing = evalhouse.run_experiment(
+        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="no-such-experiment"
+    )
+
+    assert result.baseline is not None and result.baseline.experiment_id == "latest"
+    (comparison,) = result.baseline.scores
+    assert (comparison.mean, comparison.baseline_mean) == (0.5, 0.9)
+    assert comparison.delta == pytest.approx(-0.4) and comparison.regressed
+    assert result.regressions == ["exact"]
+    assert "baseline 0.900 (-0.400)  REGRESSED" in result.format()
+    assert better.regressions == [] and "no score dropped" in better.format()
+    assert missing.baseline is not None and missing.baseline.status == "not_found"
+    assert "no earlier experiment named 'no-such-experiment'" in missing.format()
