@@ -1,0 +1,274 @@
+"""``evalhouse datasets list|show|versions|push``.
+
+While ``evalhouse serve`` holds the embedded data directory, the commands go through its HTTP
+API (the SDK's client); otherwise they open the store themselves. Both ways give the same
+answers: the API routes and this command share :class:`Datasets`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from evalhouse.errors import EvalhouseError
+from evalhouse.surfaces._cli_common import Commands, settings_from, store_flags
+
+# Imported when a datasets command runs, not when the CLI starts: the SDK package loads the
+# OpenTelemetry SDK, and the store side needs the server extra.
+if TYPE_CHECKING:
+    from evalhouse.instrumentation._api_client import ApiClient
+    from evalhouse.instrumentation._datasets import DatasetVersion
+    from evalhouse.surfaces._api_datasets import Datasets
+
+_PAGE = 10_000
+_CELL = 40
+
+
+def register(commands: Commands) -> None:
+    datasets = commands.add_parser("datasets", help="list, show and push datasets")
+    actions = datasets.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="every dataset: latest version, rows, description")
+    store_flags(listing)
+    listing.set_defaults(run=_list)
+
+    show = actions.add_parser("show", help="the rows of a dataset version")
+    store_flags(show)
+    show.add_argument("name", help="dataset name")
+    show.add_argument("--version", type=int, help="version to show (default: the latest)")
+    show.add_argument(
+        "--format",
+        choices=("table", "jsonl"),
+        default="table",
+        help="table (default, cells shortened) or jsonl (every row in full, re-pushable)",
+    )
+    show.add_argument("--limit", type=int, help="show at most this many rows")
+    show.set_defaults(run=_show)
+
+    versions = actions.add_parser("versions", help="the version history of a dataset")
+    store_flags(versions)
+    versions.add_argument("name", help="dataset name")
+    versions.set_defaults(run=_versions)
+
+    push = actions.add_parser(
+        "push",
+        help="add the rows of a CSV or JSONL file as a new version",
+        description="Add rows as a new dataset version. JSONL: one object per line with "
+        "input and optional id, expected (or expected_output), metadata. CSV: a header with "
+        "an input column and optional id, expected, metadata (a JSON object) columns; cells "
+        "are text, other columns become metadata keys. Rows without id get a hash of input; "
+        "a row whose id exists replaces it. A bad row stores nothing.",
+    )
+    store_flags(push)
+    push.add_argument("name", help="dataset name (created on first push)")
+    push.add_argument("file", type=Path, help="a .csv, .jsonl or .json file")
+    push.add_argument("--description", help="what this version is")
+    push.set_defaults(run=_push)
+
+
+class _Backend(Protocol):
+    """The API's JSON bodies, from the running server or straight from the store."""
+
+    def summaries(self) -> dict[str, Any]: ...
+
+    def versions(self, name: str) -> dict[str, Any]: ...
+
+    def page(self, name: str, version: int | None, offset: int, limit: int) -> dict[str, Any]: ...
+
+    def push(self, name: str, file: Path, description: str | None) -> DatasetVersion: ...
+
+
+class _ApiBackend:
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
+
+    def summaries(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.client.get("/api/datasets")
+        return body
+
+    def versions(self, name: str) -> dict[str, Any]:
+        body: dict[str, Any] = self.client.get(f"/api/datasets/{name}/versions")
+        return body
+
+    def page(self, name: str, version: int | None, offset: int, limit: int) -> dict[str, Any]:
+        params = {"version": version, "offset": offset, "limit": limit}
+        body: dict[str, Any] = self.client.get(f"/api/datasets/{name}", params)
+        return body
+
+    def push(self, name: str, file: Path, description: str | None) -> DatasetVersion:
+        from evalhouse.instrumentation._datasets import Dataset
+
+        return Dataset(name, client=self.client).append(file, description=description)
+
+
+class _StoreBackend:
+    def __init__(self, datasets: Datasets) -> None:
+        self.datasets = datasets
+
+    def summaries(self) -> dict[str, Any]:
+        return self.datasets.summaries()
+
+    def versions(self, name: str) -> dict[str, Any]:
+        return self.datasets.versions(name)
+
+    def page(self, name: str, version: int | None, offset: int, limit: int) -> dict[str, Any]:
+        header, stored = self.datasets.load(name, version, offset, limit)
+        rows = [
+            {
+                "id": r.id,
+                "input": json.loads(r.input),
+                "expected": json.loads(r.expected),
+                "metadata": json.loads(r.metadata),
+            }
+            for r in stored
+        ]
+        return {**header, "rows": rows}
+
+    def push(self, name: str, file: Path, description: str | None) -> DatasetVersion:
+        from evalhouse.instrumentation._datasets import DatasetVersion, collect_rows
+        from evalhouse.surfaces._api_datasets import stored_row
+
+        collected = collect_rows(file)
+        rows = [
+            stored_row(row, where)
+            for row, where in zip(collected.rows, collected.wheres, strict=True)
+        ]
+        body = self.datasets.push(name, rows, description=description, source=collected.source)
+        return DatasetVersion.from_json(body)
+
+
+@contextmanager
+def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Backend]:
+    from evalhouse.instrumentation._api_client import ApiClient
+    from evalhouse.instrumentation._datasets import check_name
+    from evalhouse.store import Store, migrate
+    from evalhouse.surfaces._api_datasets import Datasets
+    from evalhouse.surfaces.serve import running_server
+
+    if getattr(args, "name", None) is not None:
+        check_name(args.name)  # before it goes into a URL or a query
+    settings = settings_from(args)
+    server = running_server(settings.data_dir) if settings.embedded else None
+    if server is not None:
+        key = next(iter(settings.api_key_values()), None)
+        yield _ApiBackend(ApiClient(server["api"], api_key=key))
+        return
+    if settings.embedded and not writes and not (settings.data_dir / "clickhouse").exists():
+        raise EvalhouseError(
+            f"no evalhouse data in {settings.data_dir}; push a dataset or start "
+            "'evalhouse serve' there first, or pass --data-dir / --clickhouse"
+        )
+    store = Store(settings.dsn)
+    try:
+        if writes:
+            migrate(store, cluster=settings.cluster)
+        yield _StoreBackend(Datasets(store))
+    finally:
+        store.close()
+
+
+def _list(args: argparse.Namespace) -> int:
+    from evalhouse.instrumentation._datasets import DatasetInfo
+
+    with _backend(args) as backend:
+        infos = [DatasetInfo.from_json(item) for item in backend.summaries()["datasets"]]
+    if not infos:
+        print("no datasets yet; add one with 'evalhouse datasets push NAME FILE'")
+        return 0
+    _table(
+        ["NAME", "VERSION", "ROWS", "VERSIONS", "UPDATED", "DESCRIPTION"],
+        [
+            [i.name, i.version, i.rows, i.versions, _when(i.updated_at), i.description]
+            for i in infos
+        ],
+    )
+    return 0
+
+
+def _versions(args: argparse.Namespace) -> int:
+    from evalhouse.instrumentation._datasets import DatasetVersion
+
+    with _backend(args) as backend:
+        body = backend.versions(args.name)
+    versions = [DatasetVersion.from_json(item) for item in body["versions"]]
+    _table(
+        ["VERSION", "ROWS", "CHANGED", "CREATED", "SOURCE", "DESCRIPTION"],
+        [
+            [v.version, v.rows, v.changed, _when(v.created_at), v.source, v.description]
+            for v in versions
+        ],
+    )
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from evalhouse.instrumentation._datasets import DatasetRow, DatasetVersion
+
+    if args.limit is not None and args.limit < 1:
+        raise EvalhouseError("--limit must be at least 1")
+    with _backend(args) as backend:
+        header, rows = _read(backend, args.name, args.version, args.limit)
+    if args.format == "jsonl":
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    total = int(header["total"])
+    # The page header's "rows" is the page; the version's row count is "total".
+    info = DatasetVersion.from_json({**header, "rows": total})
+    about = f" ({info.description})" if info.description else ""
+    print(f"dataset {info.name} version {info.version}: {total} rows{about}")
+    shown = [DatasetRow(r["id"], r["input"], r["expected"], r["metadata"]) for r in rows]
+    _table(
+        ["ID", "INPUT", "EXPECTED", "METADATA"],
+        [[row.id, _cell(row.input), _cell(row.expected), _cell(row.metadata)] for row in shown],
+    )
+    if len(rows) < total:
+        print(f"... {total - len(rows)} more rows (--limit, or --format jsonl for all)")
+    return 0
+
+
+def _read(
+    backend: _Backend, name: str, version: int | None, limit: int | None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    while True:
+        want = _PAGE if limit is None else min(_PAGE, limit - len(rows))
+        page = backend.page(name, version, len(rows), want)
+        version = int(page["version"])  # later pages from the same version
+        rows.extend(page["rows"])
+        done = not page["rows"] or len(rows) >= int(page["total"])
+        if done or (limit is not None and len(rows) >= limit):
+            return page, rows
+
+
+def _push(args: argparse.Namespace) -> int:
+    with _backend(args, writes=True) as backend:
+        pushed = backend.push(args.name, args.file, args.description)
+    print(
+        f"dataset {pushed.name} version {pushed.version}: {pushed.changed} rows pushed, "
+        f"{pushed.rows} rows in all"
+    )
+    return 0
+
+
+def _when(value: Any) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value is not None else ""
+
+
+def _cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= _CELL else text[: _CELL - 1] + "…"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    cells = [[str(value) for value in row] for row in rows]
+    widths = [max(len(line[i]) for line in [list(headers), *cells]) for i in range(len(headers))]
+    for line in [list(headers), *cells]:
+        print(
+            "  ".join(text.ljust(width) for text, width in zip(line, widths, strict=True)).rstrip()
+        )
