@@ -1,0 +1,31 @@
+"""Results: experiment summaries, comparisons with statistics, trials, benchmarks, exports.
+
+Everything reads the evaluator's output (``experiment_rows``, ``experiments``, ``scores``)
+with ClickHouse's ``readonly=1``; the HTTP API (``/api/experiments``, ``/api/compare``,
+``/api/benchmark``) and ``evalhouse experiments ...`` are thin layers over :class:`Results`.
+
+>>> from evalhouse.evaluators.results import Results
+>>> results = Results(store)                                        # doctest: +SKIP
+>>> results.compare("summaries-v3")["scores"]["accuracy"]["verdict"]  # doctest: +SKIP
+'regressed'
+"""
+
+from __future__ import annotations
+
+from evalhouse.evaluators.results._errors import ExperimentNotFound, InvalidRequest
+from evalhouse.evaluators.results._export import DEFAULT_FIELDS, FORMATS, Export
+from evalhouse.evaluators.results._results import Results
+from evalhouse.evaluators.results._stats import mean_interval, paired_test, t_quantile, two_sided_p
+
+__all__ = [
+    "DEFAULT_FIELDS",
+    "FORMATS",
+    "ExperimentNotFound",
+    "Export",
+    "InvalidRequest",
+    "Results",
+    "mean_interval",
+    "paired_test",
+    "t_quantile",
+    "two_sided_p",
+]

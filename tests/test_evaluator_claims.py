@@ -1,0 +1,112 @@
+"""Claims and leases in ClickHouse: racing inserts have one winner that every worker agrees on.
+
+A claim is a one-row insert whose ``insert_deduplication_token`` is the claim key, into a
+MergeTree with ``non_replicated_deduplication_window``: ClickHouse keeps the first and drops the
+others. These tests race real threads (each with its own client) on the embedded store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from conftest import wait_for
+
+from evalhouse.evaluators._leases import Leases
+from evalhouse.store import Store
+from evalhouse.store._evaluator_schema import SHARDS
+
+
+def _clients(store: Store, count: int) -> list[Store]:
+    return [Store(store.dsn, database=store.database) for _ in range(count)]
+
+
+def test_racing_claims_have_one_winner_that_everyone_reads(store: Store) -> None:
+    threads_count, epoch = 8, 123_456
+    leases = [
+        Leases(client, f"worker-{i}", lease_seconds=60)
+        for i, client in enumerate(_clients(store, threads_count))
+    ]
+    barrier = threading.Barrier(threads_count)
+    seen: list[dict[tuple[int, int], str]] = [{} for _ in leases]
+
+    def race(index: int) -> None:
+        barrier.wait()
+        for shard in range(SHARDS):
+            leases[index]._claim(shard, epoch)
+        seen[index] = leases[index]._claims(epoch)
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stored = store.query(
+        "SELECT shard, count(), any(owner) FROM evaluator_claims WHERE epoch = {e:UInt64} "
+        "GROUP BY shard ORDER BY shard",
+        {"e": epoch},
+    )
+    assert [(shard, count) for shard, count, _ in stored] == [(s, 1) for s in range(SHARDS)]
+    winners = {(shard, epoch): owner for shard, _, owner in stored}
+    assert all(view == winners for view in seen)
+    # Several workers won some shards: the race was real.
+    assert len(set(winners.values())) > 1
+
+
+def test_workers_split_the_shards_fairly_and_never_share_one(store: Store) -> None:
+    leases = [
+        Leases(client, f"w{i}", lease_seconds=1.0) for i, client in enumerate(_clients(store, 4))
+    ]
+    for lease in leases:
+        lease._heartbeat(lease.server_now_ms())
+
+    def owned_now() -> list[set[int]]:
+        views = []
+        threads = [
+            threading.Thread(target=lambda lease=lease: views.append(lease.refresh()))
+            for lease in leases
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        epochs = {view.now_ms // 1000 for view in views}
+        sets = [set(view.owned) for view in views]
+        if len(epochs) == 1:  # all views in one epoch: no shard may have two owners
+            everything = [shard for owned in sets for shard in owned]
+            assert len(everything) == len(set(everything))
+        return sets
+
+    def fair() -> bool:
+        sets = owned_now()
+        return sorted(len(owned) for owned in sets) == [8, 8, 8, 8]
+
+    wait_for(fair, timeout=15, interval=0.2)
+
+
+def test_a_stopped_workers_shards_are_taken_over_when_its_lease_ends(store: Store) -> None:
+    first, second = (
+        Leases(client, name, lease_seconds=1.0)
+        for client, name in zip(_clients(store, 2), ("first", "second"), strict=True)
+    )
+    assert len(first.refresh().owned) == SHARDS
+    assert second.refresh().owned == {}
+    # `first` stops renewing. Its lease runs out at the latest one epoch later.
+    started = time.monotonic()
+    wait_for(lambda: len(second.refresh().owned) == SHARDS, timeout=10, interval=0.1)
+    assert time.monotonic() - started <= 2.5
+
+
+def test_checkpoints_resume_where_the_last_owner_stopped(store: Store) -> None:
+    owner, successor = (
+        Leases(client, name, lease_seconds=60)
+        for client, name in zip(_clients(store, 2), ("a", "b"), strict=True)
+    )
+    assert owner.checkpoints([0, 1]) == {0: 0, 1: 0}
+    owner.save_checkpoints({0: 1_700_000_000_000, 1: 1_700_000_000_500})
+    owner.save_checkpoints({1: 1_700_000_001_000})
+    assert successor.checkpoints([0, 1, 2]) == {
+        0: 1_700_000_000_000,
+        1: 1_700_000_001_000,
+        2: 0,
+    }
