@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,9 +26,37 @@ from pydantic_settings import (
 
 from evalhouse.errors import ConfigError
 
-__all__ = ["Settings", "load_settings"]
+__all__ = ["AggregateScore", "Settings", "load_settings"]
 
 CONFIG_FILE_ENV = "EVALHOUSE_CONFIG"
+
+
+class AggregateScore(BaseModel):
+    """A score made of other scores of the same row (issue 5): it appears as a score everywhere.
+
+    ``weighted_average`` uses the weights; ``min`` / ``max`` ignore them. A row gets the
+    aggregate only when it has every named score (a failed component leaves it out).
+
+    >>> AggregateScore(method="min", scores=["accuracy", "safety"]).scores
+    {'accuracy': 1.0, 'safety': 1.0}
+    """
+
+    method: Literal["weighted_average", "min", "max"] = "weighted_average"
+    scores: dict[str, float] = Field(min_length=1)
+
+    @field_validator("scores", mode="before")
+    @classmethod
+    def _weights(cls, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return dict.fromkeys(value, 1.0)
+        return value
+
+    @field_validator("scores")
+    @classmethod
+    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
+            raise ValueError("weights must be >= 0 with a positive sum")
+        return value
 
 
 class Settings(BaseSettings):
@@ -86,6 +114,63 @@ class Settings(BaseSettings):
     )
     metrics_log_interval: float = Field(
         60.0, gt=0, description="Seconds between the collector's self-metrics log lines."
+    )
+    evaluator_enabled: bool = Field(
+        True, description="Run the evaluator daemon inside `evalhouse serve`."
+    )
+    evaluator_quiet_seconds: float = Field(
+        3.0,
+        ge=0,
+        description="A trace becomes an experiment row once none of its spans was stored for "
+        "this long; spans arriving later recompute the row.",
+    )
+    evaluator_poll_seconds: float = Field(
+        1.0, gt=0, description="Seconds between the evaluator's looks for new or changed traces."
+    )
+    evaluator_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Evaluator workers in this process; workers of every process share the "
+        "work through leases in ClickHouse.",
+    )
+    evaluator_worker_id: str | None = Field(
+        None,
+        description="Stable name of this evaluator process (a pod name, say): restarted, it "
+        "keeps its leases instead of waiting for them to expire. Must be unique. Default: "
+        "host and process id (fixed on the embedded store, which one process owns).",
+    )
+    evaluator_lease_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="Length of a work lease; at least twice evaluator_scorer_timeout. A stopped "
+        "worker's share is taken over within 1.5 leases.",
+    )
+    evaluator_scorer_timeout: float = Field(
+        60.0, gt=0, description="Seconds one scorer call may take before it is a scorer error."
+    )
+    evaluator_scorer_concurrency: int = Field(
+        32, ge=1, le=4096, description="Calls in flight per scorer (each scorer has its own)."
+    )
+    evaluator_scorers: dict[str, list[str | dict[str, Any]]] = Field(
+        default_factory=dict,
+        description="Scorers the evaluator runs, by experiment-name glob: in evalhouse.toml "
+        '[evaluator_scorers] "summaries-*" = ["exact_match", {name = "llm_judge", options = '
+        '{model = "gpt-4o-mini"}}]; env: JSON.',
+    )
+
+    aggregate_scores: dict[str, AggregateScore] = Field(
+        default_factory=dict,
+        description="Scores computed from other scores, shown as scores everywhere: in "
+        'evalhouse.toml [aggregate_scores] overall = {method = "weighted_average", scores = '
+        "{accuracy = 2, fluency = 1}}; method weighted_average, min or max; env: JSON.",
+    )
+    compare_alpha: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="Significance level of experiment comparisons (and 1 - confidence level "
+        "of their intervals); `evalhouse compare --alpha` overrides it.",
     )
 
     @field_validator("api_keys", mode="before")

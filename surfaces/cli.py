@@ -13,11 +13,27 @@ from collections.abc import Sequence
 
 from evalhouse import __version__
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces import _cmd_serve, _cmd_store
+from evalhouse.surfaces import (
+    _cmd_datasets,
+    _cmd_eval,
+    _cmd_evaluator,
+    _cmd_experiments,
+    _cmd_serve,
+    _cmd_store,
+    _cmd_ui,
+)
 
 __all__ = ["main"]
 
-_COMMAND_MODULES = (_cmd_serve, _cmd_store)
+_COMMAND_MODULES = (
+    _cmd_serve,
+    _cmd_store,
+    _cmd_datasets,
+    _cmd_eval,
+    _cmd_experiments,
+    _cmd_ui,
+    _cmd_evaluator,
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -75,10 +75,18 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
         def prepare() -> None:
             migrate(store, cluster=settings.cluster)
 
+    # The evaluator daemon runs in this process: chDB allows one process per data directory.
+    evaluator = None
+    if with_api and settings.evaluator_enabled:
+        from evalhouse.evaluators import Evaluator
+
+        evaluator = Evaluator(settings)
     collector = Collector(settings, store, prepare_store=prepare)
     addresses = collector.start()
     api: AsgiServer | None = None
     try:
+        if evaluator is not None:
+            evaluator.start()
         if with_api:
             api = AsgiServer.start(
                 api_app(store, ApiKeys(settings.api_key_values())),
@@ -93,10 +101,17 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
         announce(f"  OTLP/HTTP  {addresses.http}  (also /metrics)")
         if api is not None:
             announce(f"  API        http://{settings.host}:{api.port}/api")
+        if evaluator is not None:
+            announce(
+                f"  Evaluator  experiment rows {settings.evaluator_quiet_seconds:g} s after a "
+                "trace goes quiet"
+            )
         announce("Ctrl-C to stop.")
         _wait_for_signal()
         announce("shutting down: writing pending spans...")
     finally:
+        if evaluator is not None:
+            evaluator.stop()
         if api is not None:
             api.stop()
             server_file(settings.data_dir).unlink(missing_ok=True)

@@ -12,6 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from evalhouse.store._client import Store
+from evalhouse.store._dataset_schema import dataset_tables
+from evalhouse.store._evaluator_schema import evaluator_tables
+from evalhouse.store._results_schema import results_views
 from evalhouse.store._schema import (
     Topology,
     dedup_settings,
@@ -48,6 +51,9 @@ MIGRATIONS: tuple[Migration, ...] = (
         "OTLP ingest tables parsed by ClickHouse",
         lambda t: [*ingest_tables("traces", t), *ingest_tables("logs", t)],
     ),
+    Migration(6, "evaluator: InsertedAt, experiment rows, scores, claims", evaluator_tables),
+    Migration(7, "dataset rows, versions and push staging", dataset_tables),
+    Migration(8, "experiment_row_scores view for user comparisons", results_views),
 )
 
 
