@@ -118,6 +118,7 @@ class ExperimentResult:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     baseline: BaselineComparison | None = None
     warnings: tuple[str, ...] = ()
+    api_url: str | None = None
 
     @property
     def errors(self) -> list[RowResult]:
@@ -127,6 +128,21 @@ class ExperimentResult:
     def regressions(self) -> list[str]:
         """Score names whose mean dropped against the baseline."""
         return self.baseline.regressions if self.baseline is not None else []
+
+    def compare(self, baseline: str | None = None, **options: Any) -> dict[str, Any]:
+        """The server's paired comparison with ``baseline`` (id or name; default: the
+        previous run of this experiment), with the keys of ``evalhouse compare --json``.
+
+        Options are those of ``GET /api/compare`` (``key``, ``where``, ``alpha``, ``score``,
+        ``limit``, ``api_key``); see docs/results-api.md. Needs the evaluator to have
+        computed this run's rows (a few seconds after ``run_experiment`` returns).
+
+        >>> result.compare()["scores"]["exact"]["verdict"]  # doctest: +SKIP
+        'no significant change'
+        """
+        from evalhouse.instrumentation._compare import compare
+
+        return compare(self.experiment_id, baseline, api_url=self.api_url, **options)
 
     def format(self) -> str:
         """A readable summary: scores, errors, server figures, baseline, link."""

@@ -452,6 +452,7 @@ async def run_experiment_async(
         scorers=summaries,
         summary=summary,
         url=f"{client.base_url}/experiments/{experiment.experiment_id}",
+        api_url=client.base_url,
         duration_seconds=duration,
         dataset_name=experiment.dataset.name,
         metadata=experiment.metadata,
