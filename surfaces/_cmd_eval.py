@@ -5,9 +5,10 @@ code and ``if __name__ == "__main__":`` blocks run), and every ``run_experiment`
 is collected. A file that ran no experiment that way has its top-level functions named
 ``eval_*`` (taking no arguments, sync or async) called in file order.
 
-Exit status: 0; 1 when a score's mean dropped against ``--baseline`` (issue 5 replaces the
-plain drop with a significance test); 2 when a file could not be run or ran no experiment
-(the other files still run and print).
+Exit status: 0; 1 when ``--baseline`` is given and the server's paired comparison says a
+score regressed significantly (``evalhouse compare``'s verdict; when the server cannot
+compare, a plain drop in a score's mean counts instead, and the output says so); 2 when a
+file could not be run or ran no experiment (the other files still run and print).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def register(commands: Commands) -> None:
         "eval",
         help="run eval files (that call run_experiment or define eval_* functions)",
         description="Run eval files and print a summary of each experiment they run. "
-        "Exit 1 when a score dropped against --baseline, 2 when a file fails.",
+        "Exit 1 when a score regressed significantly against --baseline, 2 when a file fails.",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="eval file(s)")
     parser.add_argument(
@@ -65,7 +66,8 @@ def _eval(args: argparse.Namespace) -> int:
         for result in session.results:
             print(result.format(), flush=True)
             print()
-            regressed.extend(f"{result.name}: {name}" for name in result.regressions)
+            if args.baseline:
+                regressed.extend(_regressions(result, args.baseline))
         if problem is not None:
             print(f"evalhouse eval: {problem}", file=sys.stderr)
             failures += 1
@@ -73,12 +75,35 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     if regressed:
         print(
-            f"evalhouse eval: scores dropped against baseline {args.baseline}: "
+            f"evalhouse eval: scores regressed against baseline {args.baseline}: "
             + "; ".join(regressed),
             file=sys.stderr,
         )
         return 1
     return 0
+
+
+def _regressions(result: Any, baseline: str) -> list[str]:
+    """Scores that regressed significantly; a plain drop in mean when the server can't say."""
+    from evalhouse.errors import EvalhouseError
+
+    if result.summary.status == "ready":
+        try:
+            compared = result.compare(baseline)
+        except EvalhouseError as exc:
+            print(f"evalhouse eval: no significance test ({exc})", file=sys.stderr)
+        else:
+            return [
+                f"{result.name}: {name} ({score['diff']:+.3f}, p={score['p_value']})"
+                for name, score in compared["scores"].items()
+                if score["verdict"] == "regressed"
+            ]
+    print(
+        f"evalhouse eval: {result.name}: the server has not computed this run's rows, "
+        "so a drop in mean counts as a regression",
+        file=sys.stderr,
+    )
+    return [f"{result.name}: {name}" for name in result.regressions]
 
 
 def _run_file(path: Path, session: Any) -> str | None:

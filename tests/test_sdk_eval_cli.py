@@ -148,8 +148,10 @@ def test_baseline_drop_exits_1_and_no_drop_exits_0(
 
     assert dropped == 1
     assert "REGRESSED" in captured.out
-    assert "scores dropped against baseline capitals: capitals: exact" in captured.err
-    assert improved == 0 and "no score dropped" in later.out and later.err == ""
+    assert "has not computed this run's rows, so a drop in mean counts" in captured.err
+    assert "scores regressed against baseline capitals: capitals: exact" in captured.err
+    assert improved == 0 and "no score dropped" in later.out
+    assert "regressed against" not in later.err
 
 
 @pytest.mark.slow
@@ -173,3 +175,54 @@ def test_eval_command_sends_its_spans_over_otlp(
     wait_for(lambda: store.query("SELECT count() FROM otel_traces")[0][0] >= 6)
     rows = store.query("SELECT Purpose, count() FROM otel_traces GROUP BY Purpose ORDER BY Purpose")
     assert [tuple(row) for row in rows] == [("eval", 2), ("scorer", 2), ("task", 2)]
+
+
+REGRESSION = """
+import evalhouse
+
+CAPITALS = {{"France": "Paris", "Japan": "Tokyo", "Peru": "Lima", "Chile": "Santiago",
+            "Kenya": "Nairobi", "Egypt": "Cairo", "Spain": "Madrid", "Italy": "Rome",
+            "Cuba": "Havana", "Iran": "Tehran"}}
+WRONG = {wrong}
+
+
+def exact(output, expected):
+    return output == expected
+
+
+evalhouse.run_experiment(
+    "capitals-gate",
+    [{{"input": country, "expected": city}} for country, city in CAPITALS.items()],
+    lambda country: "?" if country in WRONG else CAPITALS[country],
+    scorers=[exact],
+    summary_timeout=60,
+)
+"""
+
+
+@pytest.mark.slow
+def test_baseline_gate_uses_the_significance_test_of_the_server(
+    serve: Callable[..., Any], tmp_path: Path
+) -> None:
+    server = serve()
+    env = {
+        "EVALHOUSE_API_URL": f"http://127.0.0.1:{server.ui_port}",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{server.grpc_port}",
+    }
+    good = write(tmp_path, "good.py", REGRESSION.format(wrong="()"))
+    one_wrong = write(tmp_path, "one_wrong.py", REGRESSION.format(wrong='("Peru",)'))
+    many_wrong = write(
+        tmp_path,
+        "many_wrong.py",
+        REGRESSION.format(wrong='("Peru", "Chile", "Kenya", "Cuba", "Iran", "Egypt")'),
+    )
+
+    assert run_cli("eval", str(good), env=env).returncode == 0
+    # One row worse out of ten: a drop in mean, but not a significant one.
+    small = run_cli("eval", str(one_wrong), "--baseline", "capitals-gate", env=env, check=False)
+    assert small.returncode == 0, small.stderr
+    assert "regressed against" not in small.stderr
+    # Five more rows wrong than the previous run: a significant regression (p < 0.05), exit 1.
+    large = run_cli("eval", str(many_wrong), "--baseline", "capitals-gate", env=env, check=False)
+    assert large.returncode == 1, large.stdout + large.stderr
+    assert "scores regressed against baseline capitals-gate: capitals-gate: exact" in large.stderr

@@ -192,9 +192,15 @@ def _comparison(
 
 
 def pick_baseline(store: Store, candidate: Experiment, baseline: str | None) -> Experiment:
-    """The named baseline, else the run before the candidate (same name, else same dataset)."""
+    """The named baseline, else the run before the candidate (same name, else same dataset).
+
+    A name stands for its latest run; when that is the candidate itself (a CI job comparing
+    a new run with its own experiment name), the baseline is the run before it.
+    """
     if baseline:
-        return resolve(store, baseline)
+        found = resolve(store, baseline)
+        if found.id != candidate.id or baseline == candidate.id:
+            return found
     previous = previous_run(store, candidate)
     if previous is None:
         raise InvalidRequest(
