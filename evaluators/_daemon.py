@@ -70,12 +70,14 @@ class Evaluator:
     ) -> None:
         self.settings = settings
         self.config = config_from(settings)
-        base = store or Store(settings.dsn)
+        base = store or Store(settings.dsn, cluster=settings.cluster)
         self.counters = Counters()
         self.observer = observer or self.counters
         prefix = worker_id or settings.evaluator_worker_id or _default_prefix(base)
         self.worker_ids = [f"{prefix}/{i}" for i in range(settings.evaluator_workers)]
-        self._stores = [Store(base.dsn, database=base.database) for _ in self.worker_ids]
+        self._stores = [
+            Store(base.dsn, database=base.database, cluster=base.cluster) for _ in self.worker_ids
+        ]
         self._base = base
         self._owns_base = store is None
         self._prepare = prepare

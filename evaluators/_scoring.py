@@ -282,8 +282,15 @@ class ScorerPool:
         self._scorers: dict[str, Any] = {}
         self._problems: dict[str, str] = {}
         self._limits: dict[str, asyncio.Semaphore] = {}
+        self._resolving: dict[str, asyncio.Lock] = {}
 
     async def _scorer(self, ref: ScorerRef, scorer_id: str) -> Any:
+        # Concurrent first runs share one resolution: a second instance (an LLM judge with its
+        # own HTTP client) would be dropped from _scorers and never closed by aclose().
+        async with self._resolving.setdefault(scorer_id, asyncio.Lock()):
+            return await self._resolve_once(ref, scorer_id)
+
+    async def _resolve_once(self, ref: ScorerRef, scorer_id: str) -> Any:
         if scorer_id in self._scorers:
             return self._scorers[scorer_id]
         if scorer_id in self._problems:

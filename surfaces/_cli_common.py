@@ -12,7 +12,7 @@ from typing import Any
 from evalhouse.config import Settings, load_settings
 from evalhouse.errors import EvalhouseError
 
-__all__ = ["api_request", "listener_flags", "settings_from", "store_flags"]
+__all__ = ["api_request", "listener_flags", "open_store", "settings_from", "store_flags"]
 
 # argparse's type for ``add_subparsers()`` results; private in the standard library.
 Commands = Any
@@ -47,6 +47,13 @@ def settings_from(args: argparse.Namespace) -> Settings:
         ui_port=getattr(args, "ui_port", None),
         cluster=getattr(args, "cluster", None),
     )
+
+
+def open_store(settings: Settings) -> Any:
+    """The store the settings name (DSN and cluster); the caller closes it."""
+    from evalhouse.store import Store
+
+    return Store(settings.dsn, cluster=settings.cluster)
 
 
 def api_request(

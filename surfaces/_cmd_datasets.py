@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces._cli_common import Commands, settings_from, store_flags
+from evalhouse.surfaces._cli_common import Commands, open_store, settings_from, store_flags
 
 # Imported when a datasets command runs, not when the CLI starts: the SDK package loads the
 # OpenTelemetry SDK, and the store side needs the server extra.
@@ -145,7 +145,7 @@ class _StoreBackend:
 def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Backend]:
     from evalhouse.instrumentation._api_client import ApiClient
     from evalhouse.instrumentation._datasets import check_name
-    from evalhouse.store import Store, migrate
+    from evalhouse.store import migrate
     from evalhouse.surfaces._api_datasets import Datasets
     from evalhouse.surfaces.serve import running_server
 
@@ -162,7 +162,7 @@ def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Bac
             f"no evalhouse data in {settings.data_dir}; push a dataset or start "
             "'evalhouse serve' there first, or pass --data-dir / --clickhouse"
         )
-    store = Store(settings.dsn)
+    store = open_store(settings)
     try:
         if writes:
             migrate(store, cluster=settings.cluster)

@@ -1,15 +1,25 @@
-"""``evalhouse evaluator`` (the daemon alone), ``evalhouse score`` and ``evalhouse reprice``."""
+"""``evalhouse evaluator`` (the daemon alone), ``evalhouse score`` and ``evalhouse reprice``.
+
+``score`` and ``reprice`` open the store themselves, or, when ``evalhouse serve`` holds the
+embedded data directory (chDB allows one process per directory), ask it to do the work over
+its HTTP API (``surfaces/_api_evaluator.py``) and print the same report.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import threading
-from typing import Any
+import urllib.parse
+from typing import TYPE_CHECKING, Any
 
 from evalhouse.config import Settings, load_settings
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces._cli_common import Commands, store_flags
+from evalhouse.surfaces._cli_common import Commands, api_request, open_store, store_flags
+
+if TYPE_CHECKING:
+    from evalhouse.evaluators import ScoreReport
 
 
 def register(commands: Commands) -> None:
@@ -71,19 +81,33 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     )
 
 
-def _refuse_if_served(settings: Settings, command: str) -> None:
-    """chDB allows one process per data directory: a running serve owns it."""
+def _serving(settings: Settings) -> dict[str, Any] | None:
+    """The running ``evalhouse serve`` that holds the embedded data directory, if any."""
     from evalhouse.surfaces.serve import running_server
 
-    if settings.embedded and running_server(settings.data_dir) is not None:
-        hint = (
-            "it already runs the evaluator"
-            if command == "evaluator"
-            else f"stop it, then run evalhouse {command} again"
-        )
+    return running_server(settings.data_dir) if settings.embedded else None
+
+
+def _call_server(
+    settings: Settings, server: dict[str, Any], experiment: str, action: str, payload: Any
+) -> dict[str, Any]:
+    key = next(iter(settings.api_key_values()), None)
+    path = f"/api/experiments/{urllib.parse.quote(experiment, safe='')}/{action}"
+    answer: dict[str, Any] = json.loads(api_request(server["api"], path, payload, api_key=key))
+    return answer
+
+
+def _refuse_if_served(settings: Settings) -> None:
+    """chDB allows one process per data directory: a running serve owns it."""
+    if _serving(settings) is not None:
         raise EvalhouseError(
-            f"evalhouse serve is running on {settings.data_dir} and owns its store; {hint}"
+            f"evalhouse serve is running on {settings.data_dir} and owns its store; "
+            "it already runs the evaluator"
         )
+    _require_store(settings)
+
+
+def _require_store(settings: Settings) -> None:
     if settings.embedded and not (settings.data_dir / "clickhouse").exists():
         raise EvalhouseError(
             f"no evalhouse data in {settings.data_dir}; pass --data-dir of an evalhouse "
@@ -106,7 +130,7 @@ def _evaluator(args: argparse.Namespace) -> int:
     from evalhouse.evaluators import Evaluator
 
     settings = _settings(args, evaluator_workers=args.workers, evaluator_worker_id=args.worker_id)
-    _refuse_if_served(settings, "evaluator")
+    _refuse_if_served(settings)
     evaluator = Evaluator(settings, prepare=True)
     if args.once:
         try:
@@ -132,42 +156,55 @@ def _evaluator(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    from evalhouse.evaluators import score_experiment
-    from evalhouse.store import Store
+    from evalhouse.evaluators import ScoreReport, score_experiment
 
     settings = _settings(args)
-    _refuse_if_served(settings, "score")
-    store = Store(settings.dsn)
-    try:
-        report = score_experiment(
-            store,
-            args.experiment,
-            args.scorer,
-            settings=settings,
-            where=args.where,
-            rescore=args.rescore,
-        )
-    finally:
-        store.close()
+    server = _serving(settings)
+    if server is not None:
+        payload = {"scorers": args.scorer, "where": args.where, "rescore": args.rescore}
+        report = ScoreReport(**_call_server(settings, server, args.experiment, "score", payload))
+    else:
+        _require_store(settings)
+        store = open_store(settings)
+        try:
+            report = score_experiment(
+                store,
+                args.experiment,
+                args.scorer,
+                settings=settings,
+                where=args.where,
+                rescore=args.rescore,
+            )
+        finally:
+            store.close()
+    return _print_score(report, rescore=args.rescore)
+
+
+def _print_score(report: ScoreReport, *, rescore: bool) -> int:
     print(
         f"experiment {report.experiment_id}: {report.rows} rows, {report.runs} scorer runs "
         f"({report.errors} errors), {report.skipped} already scored"
-        + ("" if args.rescore or not report.skipped else " (use --rescore to replace them)")
+        + ("" if rescore or not report.skipped else " (use --rescore to replace them)")
     )
     return 1 if report.runs and report.errors == report.runs else 0
 
 
 def _reprice(args: argparse.Namespace) -> int:
-    from evalhouse.evaluators import reprice_experiment
-    from evalhouse.store import Store
+    from evalhouse.evaluators import RepriceReport, reprice_experiment
 
     settings = _settings(args)
-    _refuse_if_served(settings, "reprice")
-    store = Store(settings.dsn)
-    try:
-        report = reprice_experiment(store, args.experiment, settings=settings)
-    finally:
-        store.close()
+    server = _serving(settings)
+    if server is not None:
+        answer = _call_server(settings, server, args.experiment, "reprice", {})
+        answer["previous_versions"] = tuple(answer["previous_versions"])
+        report = RepriceReport(**answer)
+    else:
+        _require_store(settings)
+        store = open_store(settings)
+        try:
+            report = reprice_experiment(store, args.experiment, settings=settings)
+        finally:
+            store.close()
     before = ", ".join(v for v in report.previous_versions if v) or "none"
     print(
         f"experiment {report.experiment_id}: {report.rows} rows repriced with "

@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from evalhouse.errors import EvalhouseError, QueryError
-from evalhouse.surfaces._cli_common import Commands, api_request, settings_from, store_flags
+from evalhouse.surfaces._cli_common import (
+    Commands,
+    api_request,
+    open_store,
+    settings_from,
+    store_flags,
+)
 
 _SUFFIX = {"csv": "csv", "json": "json", "jsonl": "jsonl", "parquet": "parquet"}
 _EXPORT_FORMATS = ("csv", "json", "jsonl", "parquet", "dataset", "trainloop")
@@ -156,9 +162,8 @@ def _fetch(args: argparse.Namespace, name: str, path: Mapping[str, str], query: 
             "or pass --data-dir / --clickhouse"
         )
     from evalhouse.evaluators.results import Results
-    from evalhouse.store import Store
 
-    store = Store(settings.dsn)
+    store = open_store(settings)
     try:
         results = Results(store, settings.aggregate_scores, alpha=settings.compare_alpha)
         result = answer(results, name, path, params)

@@ -6,13 +6,24 @@ import argparse
 import sys
 
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces._cli_common import Commands, api_request, settings_from, store_flags
+from evalhouse.surfaces._cli_common import (
+    Commands,
+    api_request,
+    open_store,
+    settings_from,
+    store_flags,
+)
 
 
 def register(commands: Commands) -> None:
     migrate = commands.add_parser("migrate", help="create or upgrade the ClickHouse schema")
     store_flags(migrate)
     migrate.add_argument("--cluster", help="ClickHouse cluster: Replicated tables, ON CLUSTER")
+    migrate.add_argument(
+        "--print",
+        action="store_true",
+        help="print every statement of a fresh migration instead of running it (for review)",
+    )
     migrate.set_defaults(run=_migrate)
 
     sql = commands.add_parser("sql", help="run a read-only SQL query")
@@ -23,10 +34,15 @@ def register(commands: Commands) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from evalhouse.store import Store, migrate
+    from evalhouse.store import Topology, migrate
+    from evalhouse.store._migrations import statements
 
     settings = settings_from(args)
-    store = Store(settings.dsn)
+    if args.print:
+        for statement in statements(Topology(settings.cluster)):
+            print(f"{statement};\n")
+        return 0
+    store = open_store(settings)
     try:
         applied = migrate(store, cluster=settings.cluster)
     finally:
@@ -39,7 +55,6 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _sql(args: argparse.Namespace) -> int:
-    from evalhouse.store import Store
     from evalhouse.surfaces.api import SQL_FORMATS
     from evalhouse.surfaces.serve import running_server
 
@@ -59,7 +74,7 @@ def _sql(args: argparse.Namespace) -> int:
                 f"no evalhouse data in {settings.data_dir}; start 'evalhouse serve' there first "
                 "or pass --data-dir / --clickhouse"
             )
-        store = Store(settings.dsn)
+        store = open_store(settings)
         try:
             output = store.readonly_query(args.query, args.format)
         finally:

@@ -14,7 +14,7 @@ import os
 from typing import Any
 
 from evalhouse.errors import EvalhouseError, StoreUnavailable
-from evalhouse.surfaces._cli_common import Commands, settings_from, store_flags
+from evalhouse.surfaces._cli_common import Commands, open_store, settings_from, store_flags
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def register(commands: Commands) -> None:
 def _ui(args: argparse.Namespace) -> int:
     from evalhouse.asgi import AsgiServer, bind
     from evalhouse.collector._auth import ApiKeys
-    from evalhouse.store import Store, migrate
+    from evalhouse.store import migrate
     from evalhouse.surfaces.api import api_app
     from evalhouse.surfaces.serve import _wait_for_signal, running_server, server_file
 
@@ -53,7 +53,7 @@ def _ui(args: argparse.Namespace) -> int:
                 "or pass --data-dir / --clickhouse"
             )
     bind(settings.host, settings.ui_port, "UI").close()
-    store = Store(settings.dsn)
+    store = open_store(settings)
     try:
         _prepare(store, settings.cluster, migrate)
         api = AsgiServer.start(

@@ -14,14 +14,28 @@ from starlette.middleware import Middleware
 
 from evalhouse.collector._auth import ApiKeys
 from evalhouse.store import Store
-from evalhouse.surfaces import _api_datasets, _api_experiments, _api_sql, _api_traces, _ui
+from evalhouse.surfaces import (
+    _api_datasets,
+    _api_evaluator,
+    _api_experiments,
+    _api_sql,
+    _api_traces,
+    _ui,
+)
 from evalhouse.surfaces._api_common import RequireApiKey
 from evalhouse.surfaces._api_sql import SQL_FORMATS
 
 __all__ = ["SQL_FORMATS", "api_app"]
 
 # The UI last: its catch-all page route must not shadow an API route.
-_ROUTE_MODULES = (_api_sql, _api_datasets, _api_traces, _api_experiments, _ui)
+_ROUTE_MODULES = (
+    _api_sql,
+    _api_datasets,
+    _api_traces,
+    _api_experiments,
+    _api_evaluator,
+    _ui,
+)
 
 
 def api_app(store: Store, keys: ApiKeys) -> Starlette:

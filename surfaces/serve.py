@@ -18,7 +18,8 @@ from evalhouse.asgi import AsgiServer, bind
 from evalhouse.collector import Collector
 from evalhouse.collector._auth import ApiKeys
 from evalhouse.config import Settings
-from evalhouse.store import Store, migrate
+from evalhouse.store import migrate
+from evalhouse.surfaces._cli_common import open_store
 from evalhouse.surfaces.api import api_app
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
     """Open the store, migrate, start collector (and API), run until SIGINT/SIGTERM."""
     _check_ports(settings, with_api)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(settings.dsn)
+    store = open_store(settings)
     if settings.embedded:
         migrate(store, cluster=settings.cluster)
         prepare = None

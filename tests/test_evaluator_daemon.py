@@ -350,9 +350,8 @@ def test_llm_judge_scores_and_its_tokens_are_judge_tokens(store: Store) -> None:
         judge["options"]["base_url"] = server.base_url  # type: ignore[index]
         traces = experiment(2, [judge])
         write(store, *traces)
-        # One call at a time: two first calls racing on a new AsyncOpenAI client leave a
-        # socket unclosed after aclose() (httpx + this HTTP/1.0 test server).
-        evaluate(store, evaluator_scorer_concurrency=1)
+        # Both calls at once: the pool resolves the judge once, so aclose() closes its client.
+        evaluate(store, evaluator_scorer_concurrency=8)
         assert len(server.requests) == 2
     scores = evaluator_scores(store)
     assert [(s["name"], s["value"], s["error"]) for s in scores] == [("llm_judge", 1.0, "")] * 2

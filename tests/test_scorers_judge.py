@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,8 @@ import pytest
 from fake_openai import FakeOpenAI, Usage, fake_openai
 from openai.types.chat import ChatCompletion
 
+from evalhouse.evaluators._scorer_refs import ScorerRef
+from evalhouse.evaluators._scoring import Outcome, ScorerPool, ScoringItem
 from evalhouse.evaluators.scorers import (
     DEFAULT_JUDGE_MODEL,
     InvalidScorerOptions,
@@ -304,6 +308,65 @@ def test_concurrent_judgements_on_one_loop_share_the_judge(server: FakeOpenAI) -
     values = asyncio.run(scored(judge_for(server, "llm_judge:helpfulness")))
     assert values == [0.0, 1.0] * 2
     assert len(server.requests) == 4
+
+
+def resource_warnings(run: Callable[[], object]) -> list[str]:
+    """Run ``run`` (an asyncio.run), collect garbage, return the ResourceWarnings raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run()
+        gc.collect()
+    return [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_a_fresh_judge_at_concurrency_8_closes_every_socket(server: FakeOpenAI) -> None:
+    async def scored(judge: Any) -> list[list[Score]]:
+        try:
+            return await asyncio.gather(
+                *(run_scorer(judge, input="q", output=f"a{i}") for i in range(8))
+            )
+        finally:
+            await judge.aclose()
+
+    server.delay_seconds = 0.02  # the eight first calls overlap, each on its own connection
+    judge = judge_for(server, "llm_judge:helpfulness")
+    batches: list[list[list[Score]]] = []
+    assert resource_warnings(lambda: batches.append(asyncio.run(scored(judge)))) == []
+    assert [scores[0].value for scores in batches[0]] == [1.0] * 8
+    assert len(server.requests) == 8
+
+
+def test_a_scorer_pool_resolves_a_judge_once_for_concurrent_first_runs(
+    server: FakeOpenAI,
+) -> None:
+    # Eight rows reach a new pool at once; one judge (one HTTP client) must serve them all,
+    # or the extra judges' sockets outlive aclose() (ResourceWarning under filterwarnings).
+    resolved: list[Any] = []
+
+    def resolve(spec: str, options: Any) -> Any:
+        resolved.append(resolve_scorer(spec, options))
+        return resolved[-1]
+
+    options = {"base_url": server.base_url, "api_key": "test-key", "max_retries": 0}
+    scorer_id = ScorerRef("llm_judge:helpfulness", options).id
+    items = [
+        ScoringItem(f"t{i}", 0, "e", f"r{i}", 0, "s", '"q"', "null", f'"a{i}"', "{}", scorer_id)
+        for i in range(8)
+    ]
+
+    async def scored() -> list[Outcome]:
+        pool = ScorerPool(timeout=30, concurrency=8, resolve=resolve)
+        try:
+            return await asyncio.gather(*(pool.run(item) for item in items))
+        finally:
+            await pool.aclose()
+
+    server.delay_seconds = 0.02
+    outcomes: list[list[Outcome]] = []
+    assert resource_warnings(lambda: outcomes.append(asyncio.run(scored()))) == []
+    assert [(o.error, [s.value for s in o.scores]) for o in outcomes[0]] == [("", [1.0])] * 8
+    assert len(resolved) == 1
+    assert len(server.requests) == 8
 
 
 def completion(content: str | None = None, tool_arguments: str | None = None) -> ChatCompletion:

@@ -14,9 +14,12 @@ import threading
 import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from evalhouse.errors import DataDirLocked, QueryError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from evalhouse.store._schema import Topology
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,17 @@ class Store:
     >>> store = Store("chdb:///tmp/evalhouse-doctest")   # doctest: +SKIP
     >>> store.query("SELECT 1")                          # doctest: +SKIP
     [(1,)]
+
+    ``cluster`` names the ClickHouse cluster the schema lives on: writes then carry the
+    settings :meth:`Topology.insert_settings` asks for.
     """
 
-    def __init__(self, dsn: str, *, database: str | None = None) -> None:
+    def __init__(
+        self, dsn: str, *, database: str | None = None, cluster: str | None = None
+    ) -> None:
         self.dsn = dsn
         self.database = database
+        self.cluster = cluster
         self._client: Any = None
         # User SQL runs on a client of its own: on chDB ``readonly=1`` stays on the client
         # that ran it, and would then refuse the collector's inserts.
@@ -61,6 +70,19 @@ class Store:
         if not self.embedded:
             return None
         return Path(urllib.parse.urlsplit(self.dsn).path)
+
+    @property
+    def topology(self) -> Topology:
+        # Imported here: the schema module imports this one.
+        from evalhouse.store._schema import Topology
+
+        return Topology(self.cluster)
+
+    def write_settings(self, settings: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """``settings`` plus what every write needs on this store's topology."""
+        base = self.topology.insert_settings() if self.cluster else {}
+        merged = {**base, **(settings or {})}
+        return merged or None
 
     @property
     def safe_dsn(self) -> str:
@@ -156,7 +178,10 @@ class Store:
         parameters: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
     ) -> Any:
-        return self._call("command", sql, parameters=parameters, settings=settings)
+        # Commands include INSERT ... SELECT (datasets), which must write like inserts do.
+        return self._call(
+            "command", sql, parameters=parameters, settings=self.write_settings(settings)
+        )
 
     def readonly_query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
         """Run user SQL with ClickHouse's ``readonly=1``: SELECT/SHOW/DESCRIBE only."""
@@ -173,6 +198,7 @@ class Store:
         fmt: str,
         settings: dict[str, Any] | None = None,
     ) -> None:
+        settings = self.write_settings(settings)
         self._call("raw_insert", table, list(columns), data, settings=settings, fmt=fmt)
 
     def insert_rows(
@@ -182,6 +208,7 @@ class Store:
         columns: Sequence[str],
         settings: dict[str, Any] | None = None,
     ) -> None:
+        settings = self.write_settings(settings)
         self._call("insert", table, rows, column_names=list(columns), settings=settings)
 
     def ping(self) -> bool:

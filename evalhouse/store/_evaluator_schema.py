@@ -15,11 +15,15 @@ deduplication token is the claim key, so the first insert wins), ``evaluator_che
 
 ``otel_traces`` gets ``InsertedAt``: when ClickHouse stored the span. It tells the daemon when
 a trace has gone quiet and which traces changed since its checkpoint, whoever wrote the span.
+
+On a cluster the output tables are sharded like the spans (by trace id) behind Distributed
+tables; the bookkeeping tables are one unsharded replica set, whole on every node, so a claim's
+deduplication is decided once, in Keeper, and every worker reads the same claims.
 """
 
 from __future__ import annotations
 
-from evalhouse.store._schema import DEDUP_WINDOW, Topology
+from evalhouse.store._schema import Topology
 
 __all__ = ["EVALUATOR_SCOPE", "SHARDS", "evaluator_tables"]
 
@@ -28,24 +32,9 @@ EVALUATOR_SCOPE = "evalhouse.evaluator"
 # Work is split by cityHash64(TraceId) % SHARDS; every daemon must use the same number.
 SHARDS = 32
 
-
-def _engine(topology: Topology, family: str, *args: str) -> str:
-    """``Topology.engine`` with engine arguments (the version column of Replacing tables)."""
-    extra = ", ".join(args)
-    if topology.cluster:
-        path = "'/clickhouse/tables/{shard}/{database}/{table}', '{replica}'"
-        return f"Replicated{family}({path}{', ' + extra if extra else ''})"
-    return f"{family}({extra})"
-
-
-def _settings(topology: Topology) -> str:
-    # Plain MergeTree drops a retried (same token) insert only with a deduplication window;
-    # replicated tables deduplicate by default.
-    return (
-        ""
-        if topology.cluster
-        else f" SETTINGS non_replicated_deduplication_window = {DEDUP_WINDOW}"
-    )
+# Rows and scores shard like the spans they come from: every version (and tombstone) of a row
+# meets on one shard for FINAL, and a row's scores sit beside it for the experiment_rows join.
+ROW_SHARDING_KEY = "cityHash64(trace_id)"
 
 
 def inserted_at(topology: Topology) -> list[str]:
@@ -54,19 +43,27 @@ def inserted_at(topology: Topology) -> list[str]:
     A DEFAULT column reads as "now" on parts written before it existed, which would make old
     traces look forever busy; materializing it stamps them once, at migration time.
     """
-    table = f"otel_traces{topology.on_cluster}"
+    table = f"{topology.local('otel_traces')}{topology.on_cluster}"
+    column = (
+        "ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(3, 'UTC') "
+        "DEFAULT now64(3) COMMENT 'When ClickHouse stored the span (set by the server).'"
+    )
+    # Mutations and indexes exist only on the local table; the Distributed one gets the column
+    # (stamped where the insert arrives, before it is sent to the shard) so it is selectable.
     return [
-        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS InsertedAt DateTime64(3, 'UTC') "
-        "DEFAULT now64(3) COMMENT 'When ClickHouse stored the span (set by the server).'",
+        *topology.on_both("otel_traces", column)[:1],
         f"ALTER TABLE {table} MATERIALIZE COLUMN InsertedAt SETTINGS mutations_sync = 2",
         f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS idx_inserted_at InsertedAt "
         "TYPE minmax GRANULARITY 1",
         f"ALTER TABLE {table} MATERIALIZE INDEX idx_inserted_at SETTINGS mutations_sync = 2",
+        *topology.on_both("otel_traces", column)[1:],
     ]
 
 
-def _row_metrics(topology: Topology) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS experiment_row_metrics{topology.on_cluster} (
+def _row_metrics(topology: Topology) -> list[str]:
+    table = topology.local("experiment_row_metrics")
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table}{topology.on_cluster} (
     experiment_id String,
     experiment_name String,
     dataset_name String,
@@ -122,12 +119,15 @@ def _row_metrics(topology: Topology) -> str:
     version UInt64,
     is_deleted UInt8,
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = {_engine(topology, "ReplacingMergeTree", "version", "is_deleted")}
-ORDER BY (experiment_id, trace_id){_settings(topology)}"""
+) ENGINE = {topology.engine("ReplacingMergeTree", "version", "is_deleted")}
+ORDER BY (experiment_id, trace_id){topology.dedup_clause()}""",
+        *topology.distributed("experiment_row_metrics", ROW_SHARDING_KEY),
+    ]
 
 
-def _scores(topology: Topology) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS scores{topology.on_cluster} (
+def _scores(topology: Topology) -> list[str]:
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {topology.local("scores")}{topology.on_cluster} (
     experiment_id String,
     trace_id String,
     row_id String,
@@ -142,8 +142,10 @@ def _scores(topology: Topology) -> str:
     metadata String,
     span_id String,
     INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1
-) ENGINE = {_engine(topology, "ReplacingMergeTree", "created_at")}
-ORDER BY (experiment_id, trace_id, source, scorer, name){_settings(topology)}"""
+) ENGINE = {topology.engine("ReplacingMergeTree", "created_at")}
+ORDER BY (experiment_id, trace_id, source, scorer, name){topology.dedup_clause()}""",
+        *topology.distributed("scores", ROW_SHARDING_KEY),
+    ]
 
 
 def _bookkeeping(topology: Topology) -> list[str]:
@@ -154,27 +156,28 @@ def _bookkeeping(topology: Topology) -> list[str]:
     epoch UInt64,
     owner String,
     claimed_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = {_engine(topology, "MergeTree")}
+) ENGINE = {topology.engine("MergeTree", sharded=False)}
 ORDER BY (epoch, shard)
-TTL toDateTime(claimed_at) + INTERVAL 1 DAY{_settings(topology)}""",
+TTL toDateTime(claimed_at) + INTERVAL 1 DAY{topology.dedup_clause()}""",
         f"""CREATE TABLE IF NOT EXISTS evaluator_checkpoints{on} (
     shard UInt16,
     watermark DateTime64(3, 'UTC'),
     worker String,
     updated_at DateTime64(3, 'UTC') DEFAULT now64(3)
-) ENGINE = {_engine(topology, "ReplacingMergeTree", "updated_at")}
-ORDER BY shard{_settings(topology)}""",
+) ENGINE = {topology.engine("ReplacingMergeTree", "updated_at", sharded=False)}
+ORDER BY shard{topology.dedup_clause()}""",
         f"""CREATE TABLE IF NOT EXISTS evaluator_workers{on} (
     worker String,
     heartbeat DateTime64(3, 'UTC')
-) ENGINE = {_engine(topology, "ReplacingMergeTree", "heartbeat")}
+) ENGINE = {topology.engine("ReplacingMergeTree", "heartbeat", sharded=False)}
 ORDER BY worker
-TTL toDateTime(heartbeat) + INTERVAL 1 DAY{_settings(topology)}""",
+TTL toDateTime(heartbeat) + INTERVAL 1 DAY{topology.dedup_clause()}""",
     ]
 
 
 # Latest value per (row, score name) over both sources; errors and "no score" stay out of the
-# map (they are in `score_errors` / the scores table).
+# map (they are in `score_errors` / the scores table). ``{scores}`` is the scores table of the
+# node running the join (see _views).
 _ROW_SCORES = """SELECT
         experiment_id,
         trace_id,
@@ -190,13 +193,18 @@ _ROW_SCORES = """SELECT
             argMax(value, created_at) AS value,
             argMax(error, created_at) AS error,
             error = '' AND value IS NOT NULL AS ok
-        FROM scores FINAL
+        FROM {scores} FINAL
         GROUP BY experiment_id, trace_id, name
     )
     GROUP BY experiment_id, trace_id"""
 
 
 def _views(topology: Topology) -> list[str]:
+    # On a cluster the query over the Distributed experiment_row_metrics, join included, runs
+    # on every shard; the join reads that shard's own scores (a row's scores share its shard,
+    # ROW_SHARDING_KEY), which a Distributed right side would refuse (double-distributed
+    # subquery) or broadcast whole (GLOBAL JOIN).
+    row_scores = _ROW_SCORES.format(scores=topology.local("scores"))
     on = topology.on_cluster
     rows = f"""CREATE VIEW IF NOT EXISTS experiment_rows{on} AS
 SELECT
@@ -252,7 +260,7 @@ SELECT
     r.inserted_watermark AS inserted_watermark,
     r.computed_at AS computed_at
 FROM experiment_row_metrics AS r FINAL
-LEFT JOIN ({_ROW_SCORES}) AS s
+LEFT JOIN ({row_scores}) AS s
     ON s.experiment_id = r.experiment_id AND s.trace_id = r.trace_id"""
     experiments = f"""CREATE VIEW IF NOT EXISTS experiments{on} AS
 SELECT
@@ -294,8 +302,8 @@ def evaluator_tables(topology: Topology) -> list[str]:
     """Every statement of migration 6, in order; each is safe to run twice."""
     return [
         *inserted_at(topology),
-        _row_metrics(topology),
-        _scores(topology),
+        *_row_metrics(topology),
+        *_scores(topology),
         *_bookkeeping(topology),
         *_views(topology),
     ]

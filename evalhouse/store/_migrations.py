@@ -17,17 +17,16 @@ from evalhouse.store._evaluator_schema import evaluator_tables
 from evalhouse.store._results_schema import results_views
 from evalhouse.store._schema import (
     Topology,
-    dedup_settings,
     ingest_tables,
-    logs_table,
+    logs_tables,
     normalised_columns,
     trace_id_lookup,
-    traces_table,
+    traces_tables,
 )
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MIGRATIONS", "Migration", "migrate"]
+__all__ = ["MIGRATIONS", "Migration", "ledger", "migrate", "statements"]
 
 
 @dataclass(frozen=True)
@@ -41,11 +40,11 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         1,
         "otel_traces, column-compatible with the OTel Collector ClickHouse exporter",
-        lambda t: [traces_table(t), *dedup_settings("otel_traces", t)],
+        traces_tables,
     ),
     Migration(2, "trace id lookup table", trace_id_lookup),
     Migration(3, "normalised GenAI and experiment columns on otel_traces", normalised_columns),
-    Migration(4, "otel_logs", lambda t: [logs_table(t), *dedup_settings("otel_logs", t)]),
+    Migration(4, "otel_logs", logs_tables),
     Migration(
         5,
         "OTLP ingest tables parsed by ClickHouse",
@@ -57,23 +56,42 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _ledger(topology: Topology) -> str:
+def ledger(topology: Topology) -> str:
+    """The migration ledger: bookkeeping, so one unsharded replica set on a cluster."""
     return (
         f"CREATE TABLE IF NOT EXISTS evalhouse_migrations{topology.on_cluster} "
         "(version UInt32, name String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3)) "
-        f"ENGINE = {topology.engine('ReplacingMergeTree')} ORDER BY version"
+        f"ENGINE = {topology.engine('ReplacingMergeTree', sharded=False)} ORDER BY version"
     )
+
+
+def statements(topology: Topology) -> list[str]:
+    """Every statement of a fresh migration, in order (the ledger first): what
+    ``evalhouse migrate --print`` shows.
+
+    >>> statements(Topology("evalhouse_cluster"))[0]   # doctest: +ELLIPSIS
+    'CREATE TABLE IF NOT EXISTS evalhouse_migrations ON CLUSTER `evalhouse_cluster` ...'
+    """
+    return [ledger(topology), *(s for m in MIGRATIONS for s in m.statements(topology))]
 
 
 def migrate(store: Store, *, cluster: str | None = None) -> list[int]:
     """Apply every migration not yet recorded; return the versions applied now.
 
+    ``cluster`` defaults to the store's own (``Store(dsn, cluster=...)``).
+
     >>> migrate(Store("chdb:///tmp/evalhouse-doctest"))   # doctest: +SKIP
     [1, 2, 3, 4, 5]
     """
-    topology = Topology(cluster)
-    store.command(_ledger(topology))
-    done = {row[0] for row in store.query("SELECT version FROM evalhouse_migrations FINAL")}
+    topology = Topology(cluster or store.cluster)
+    store.command(ledger(topology))
+    done = {
+        row[0]
+        for row in store.query(
+            "SELECT version FROM evalhouse_migrations FINAL",
+            settings=topology.consistent_read_settings() or None,
+        )
+    }
     applied = []
     for migration in MIGRATIONS:
         if migration.version in done:

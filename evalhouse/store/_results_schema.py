@@ -45,9 +45,12 @@ def results_views(topology: Topology) -> list[str]:
     return [
         # Computed once when the daemon writes a row (parsing JSON costs ~5 us a row, too much
         # to repeat on every comparison); rows written before this migration compute it when
-        # read, with the same value.
-        f"ALTER TABLE experiment_row_metrics{on} ADD COLUMN IF NOT EXISTS input_key String "
-        f"MATERIALIZED {INPUT_KEY} COMMENT 'Comparison key: hash of the canonical input JSON.'",
+        # read, with the same value. On a cluster: on the local and the Distributed table.
+        *topology.on_both(
+            "experiment_row_metrics",
+            f"ADD COLUMN IF NOT EXISTS input_key String MATERIALIZED {INPUT_KEY} "
+            "COMMENT 'Comparison key: hash of the canonical input JSON.'",
+        ),
         f"""CREATE VIEW IF NOT EXISTS experiment_row_scores{on} AS
 SELECT
     experiment_id,

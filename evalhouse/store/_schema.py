@@ -6,6 +6,8 @@ same column names, types and value spellings (``SPAN_KIND_SERVER``, ``STATUS_COD
 Grafana's ClickHouse trace views work and the exporter can write into them.
 
 chDB rejects Replicated engines and ``ON CLUSTER``; :class:`Topology` picks the engine clause.
+On a cluster every data table is a sharded, replicated ``<name>_local`` table plus a
+``Distributed`` table under the plain name, so readers and writers keep using the plain names.
 """
 
 from __future__ import annotations
@@ -19,10 +21,30 @@ from evalhouse.store._otlp import Signal, ingest_column_name, ingest_columns
 # Remembered insert blocks per table: a retried insert (same token) is dropped by ClickHouse.
 DEDUP_WINDOW = 10_000
 
+# Keeper paths. Sharded tables: one replica set per shard. Bookkeeping tables: one replica set
+# across the whole cluster (every node holds all of it, and a deduplicated insert is decided
+# once, in Keeper) - so the {replica} macro must be unique cluster-wide, as it usually is.
+SHARDED_PATH = "/clickhouse/tables/{shard}/{database}/{table}"
+GLOBAL_PATH = "/clickhouse/tables/global/{database}/{table}"
+
+# Sharding keys: deterministic functions of the row, so a retried block splits into the same
+# per-shard blocks and each shard drops its copy by the deduplication token. Spans (and
+# everything keyed by trace) shard by trace id, so one trace, its computed row and its scores
+# sit on one shard: the lookup view and the rows/scores join stay shard-local.
+TRACE_SHARDING_KEY = "cityHash64(TraceId)"
+# Logs of a trace go where its spans are; logs without a trace spread over all shards.
+LOG_SHARDING_KEY = "if(TraceId = '', cityHash64(ServiceName, Timestamp, Body), cityHash64(TraceId))"
+
 
 @dataclass(frozen=True)
 class Topology:
-    """Where the tables live: one server (or chDB), or a named cluster."""
+    """Where the tables live: one server (or chDB), or a named cluster.
+
+    >>> Topology().engine("ReplacingMergeTree", "version")
+    'ReplacingMergeTree(version)'
+    >>> Topology("c").local("scores"), Topology().local("scores")
+    ('scores_local', 'scores')
+    """
 
     cluster: str | None = None
 
@@ -30,17 +52,79 @@ class Topology:
     def on_cluster(self) -> str:
         return f" ON CLUSTER {quote_identifier(self.cluster)}" if self.cluster else ""
 
-    def engine(self, family: str = "MergeTree") -> str:
-        if self.cluster:
-            return (
-                f"Replicated{family}('/clickhouse/tables/{{shard}}/{{database}}/{{table}}', "
-                "'{replica}')"
-            )
-        return f"{family}()"
+    def local(self, name: str) -> str:
+        """The table holding the rows of ``name`` on this node: ``<name>_local`` on a cluster."""
+        return f"{name}_local" if self.cluster else name
+
+    def engine(self, family: str = "MergeTree", *args: str, sharded: bool = True) -> str:
+        """The engine clause; on a cluster ``Replicated<family>`` with a Keeper path.
+
+        ``sharded=False`` is for bookkeeping tables that must be whole and identical on every
+        node (claims, checkpoints, the migration ledger): no ``{shard}`` in the path.
+
+        >>> Topology("c").engine("MergeTree", sharded=False)
+        "ReplicatedMergeTree('/clickhouse/tables/global/{database}/{table}', '{replica}')"
+        """
+        extra = ", ".join(args)
+        if not self.cluster:
+            return f"{family}({extra})"
+        path = SHARDED_PATH if sharded else GLOBAL_PATH
+        return f"Replicated{family}('{path}', '{{replica}}'{', ' + extra if extra else ''})"
+
+    def distributed(self, name: str, sharding_key: str | None = None) -> list[str]:
+        """``CREATE`` of the Distributed table ``name`` over ``<name>_local``; none off-cluster.
+
+        >>> Topology().distributed("scores", "cityHash64(trace_id)")
+        []
+        """
+        if not self.cluster:
+            return []
+        key = f", {sharding_key}" if sharding_key else ""
+        return [
+            f"CREATE TABLE IF NOT EXISTS {name}{self.on_cluster} AS {self.local(name)}\n"
+            f"ENGINE = Distributed({quote_identifier(self.cluster)}, currentDatabase(), "
+            f"{self.local(name)}{key})"
+        ]
+
+    def on_both(self, name: str, alter: str) -> list[str]:
+        """``ALTER TABLE <name> <alter>`` for the local table and, on a cluster, the
+        Distributed one too (added columns must be selectable through it)."""
+        tables = [self.local(name), name] if self.cluster else [name]
+        return [f"ALTER TABLE {table}{self.on_cluster} {alter}" for table in tables]
+
+    def insert_settings(self) -> dict[str, int]:
+        """Settings every insert needs here; the Store adds them to its writes.
+
+        On a cluster: the Distributed table writes to the shards before it answers, so an
+        acknowledged insert is stored and the deduplication token reaches the shards (a
+        background send would acknowledge from the local queue and lose the token's effect),
+        and blocks written by materialized views (the OTLP ingest views) are deduplicated too.
+        """
+        if not self.cluster:
+            return {}
+        return {
+            "distributed_foreground_insert": 1,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+            "insert_deduplicate": 1,
+            # Tokens and foreground sends need synchronous inserts (servers >= 26.2 default
+            # to async ones); the collector batches on its own.
+            "async_insert": 0,
+        }
+
+    def consistent_read_settings(self) -> dict[str, int]:
+        """Settings for reads of bookkeeping tables that must see the latest insert (claims,
+        checkpoints, the ledger): on a cluster a lagging replica must not answer."""
+        return {"select_sequential_consistency": 1} if self.cluster else {}
 
     def dedup_setting(self) -> str:
-        # Replicated tables deduplicate by default; plain MergeTree needs a window.
+        """Appended to a table's SETTINGS: replicated tables deduplicate by default (10,000
+        blocks on current servers); plain MergeTree needs a window."""
         return "" if self.cluster else f", non_replicated_deduplication_window = {DEDUP_WINDOW}"
+
+    def dedup_clause(self) -> str:
+        """:meth:`dedup_setting` for a table without other settings."""
+        setting = self.dedup_setting()
+        return f" SETTINGS {setting.removeprefix(', ')}" if setting else ""
 
 
 def _map_of(array: str) -> str:
@@ -72,7 +156,8 @@ def _nanos(expr: str) -> str:
 
 
 def traces_table(topology: Topology) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS otel_traces{topology.on_cluster} (
+    """The span table (its ``_local`` half on a cluster; see :func:`traces_tables`)."""
+    return f"""CREATE TABLE IF NOT EXISTS {topology.local("otel_traces")}{topology.on_cluster} (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TraceId String CODEC(ZSTD(1)),
     SpanId String CODEC(ZSTD(1)),
@@ -112,6 +197,15 @@ ORDER BY (ServiceName, SpanName, toDateTime(Timestamp), Timestamp)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{topology.dedup_setting()}"""
 
 
+def traces_tables(topology: Topology) -> list[str]:
+    """Migration 1: the span table, and on a cluster the Distributed ``otel_traces``."""
+    return [
+        traces_table(topology),
+        *dedup_settings("otel_traces", topology),
+        *topology.distributed("otel_traces", TRACE_SHARDING_KEY),
+    ]
+
+
 def dedup_settings(table: str, topology: Topology) -> list[str]:
     """Make a table (possibly created by the OTel exporter) drop retried insert blocks."""
     if topology.cluster:
@@ -123,17 +217,27 @@ def dedup_settings(table: str, topology: Topology) -> list[str]:
 
 
 def normalised_columns(topology: Topology) -> list[str]:
+    # On a cluster the Distributed table declares the columns as MATERIALIZED too: it does not
+    # send them with inserts (each shard computes its own) and selects them from the shards.
     return [
-        f"ALTER TABLE otel_traces{topology.on_cluster} ADD COLUMN IF NOT EXISTS "
-        f"{column.name} {column.type} MATERIALIZED {column.expression} "
-        f"COMMENT '{column.doc.replace(chr(39), chr(39) * 2)}'"
+        statement
         for column in NORMALISED_COLUMNS
+        for statement in topology.on_both(
+            "otel_traces",
+            f"ADD COLUMN IF NOT EXISTS {column.name} {column.type} "
+            f"MATERIALIZED {column.expression} "
+            f"COMMENT '{column.doc.replace(chr(39), chr(39) * 2)}'",
+        )
     ]
 
 
 def trace_id_lookup(topology: Topology) -> list[str]:
+    """Trace id -> (start, end). On a cluster the view sits on each shard's ``_local`` span
+    table (a Distributed table has no inserts of its own to feed it) and fills that shard's
+    ``_local`` lookup table: a trace lives on one shard, so its min/max is complete there."""
+    table = "otel_traces_trace_id_ts"
     return [
-        f"""CREATE TABLE IF NOT EXISTS otel_traces_trace_id_ts{topology.on_cluster} (
+        f"""CREATE TABLE IF NOT EXISTS {topology.local(table)}{topology.on_cluster} (
     TraceId String CODEC(ZSTD(1)),
     Start SimpleAggregateFunction(min, DateTime) CODEC(ZSTD(1)),
     End SimpleAggregateFunction(max, DateTime) CODEC(ZSTD(1))
@@ -142,14 +246,16 @@ PARTITION BY toStartOfWeek(Start)
 ORDER BY (TraceId)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1""",
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS otel_traces_trace_id_ts_mv{topology.on_cluster}
-TO otel_traces_trace_id_ts AS
+TO {topology.local(table)} AS
 SELECT TraceId, min(toDateTime(Timestamp)) AS Start, max(toDateTime(Timestamp)) AS End
-FROM otel_traces WHERE TraceId != '' GROUP BY TraceId""",
+FROM {topology.local("otel_traces")} WHERE TraceId != '' GROUP BY TraceId""",
+        *topology.distributed(table, TRACE_SHARDING_KEY),
     ]
 
 
 def logs_table(topology: Topology) -> str:
-    return f"""CREATE TABLE IF NOT EXISTS otel_logs{topology.on_cluster} (
+    """The log table (its ``_local`` half on a cluster; see :func:`logs_tables`)."""
+    return f"""CREATE TABLE IF NOT EXISTS {topology.local("otel_logs")}{topology.on_cluster} (
     Timestamp DateTime64(9) CODEC(Delta(8), ZSTD(1)),
     TimestampTime DateTime DEFAULT toDateTime(Timestamp),
     TraceId String CODEC(ZSTD(1)),
@@ -180,12 +286,25 @@ ORDER BY (ServiceName, TimestampTime, Timestamp)
 SETTINGS index_granularity = 8192, ttl_only_drop_parts = 1{topology.dedup_setting()}"""
 
 
+def logs_tables(topology: Topology) -> list[str]:
+    """Migration 4: the log table, and on a cluster the Distributed ``otel_logs``."""
+    return [
+        logs_table(topology),
+        *dedup_settings("otel_logs", topology),
+        *topology.distributed("otel_logs", LOG_SHARDING_KEY),
+    ]
+
+
 def ingest_table_name(signal: Signal) -> str:
     return f"evalhouse_ingest_{signal}"
 
 
 def ingest_tables(signal: Signal, topology: Topology) -> list[str]:
-    """Null table receiving raw OTLP requests, and the view flattening them into rows."""
+    """Null table receiving raw OTLP requests, and the view flattening them into rows.
+
+    The view writes into the plain ``otel_traces`` / ``otel_logs``: on a cluster the
+    Distributed tables, which route each span to its trace's shard.
+    """
     table = ingest_table_name(signal)
     create = (
         f"CREATE TABLE IF NOT EXISTS {table}{topology.on_cluster} "

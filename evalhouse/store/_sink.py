@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from evalhouse.store._client import Store
 from evalhouse.store._otlp import SIGNALS, Signal, format_settings, ingest_column_name
@@ -19,7 +19,9 @@ class OtlpSink:
     """Inserts length-delimited OTLP export requests with a deduplication token.
 
     A retry of the same batch with the same token is dropped by ClickHouse, so replaying a
-    batch after a crash never duplicates spans.
+    batch after a crash never duplicates spans. On a cluster (``Store(..., cluster=...)``) the
+    store adds what carries the token through the ingest view and the Distributed table to the
+    shards (:meth:`Topology.insert_settings`).
     """
 
     def __init__(self, store: Store) -> None:
@@ -28,12 +30,21 @@ class OtlpSink:
         self._schema_dir = path / "format_schemas" if path is not None else None
         self._settings = {signal: format_settings(signal, self._schema_dir) for signal in SIGNALS}
 
-    def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None:
+    def settings(self, signal: Signal, token: str) -> dict[str, Any]:
+        """Every setting an insert of ``signal`` carries, the store's topology included.
+
+        >>> sink = OtlpSink(Store(dsn, cluster="c"))
+        >>> sink.settings("traces", "t")["distributed_foreground_insert"]
+        1
+        """
         settings = {**self._settings[signal], "insert_deduplication_token": token}
+        return self.store.write_settings(settings) or settings
+
+    def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None:
         self.store.insert_raw(
             ingest_table_name(signal),
             [ingest_column_name(signal)],
             payload,
             fmt="Protobuf",
-            settings=settings,
+            settings=self.settings(signal, token),
         )

@@ -95,7 +95,9 @@ class LlmJudge:
         self.max_retries = max_retries
         self._client = client
         # An AsyncOpenAI client's connection pool belongs to one event loop; building a
-        # client costs ~20 ms, so keep one per loop rather than one per call.
+        # client costs ~20 ms, so keep one per loop rather than one per call. The lookup and
+        # the store in _client_for_loop have no await between them, so concurrent first calls
+        # on a loop share one client (tests/test_scorers_judge.py runs eight at once).
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncOpenAI] = (
             weakref.WeakKeyDictionary()
         )

@@ -1,0 +1,105 @@
+"""Work on an existing experiment over the API: retrospective scoring and repricing.
+
+``evalhouse score`` and ``evalhouse reprice`` call these when ``evalhouse serve`` holds the
+embedded data directory (chDB allows one process per directory), so both run inside serve:
+
+- ``POST /api/experiments/{id}/score`` with JSON ``{"scorers": ["exact_match"],
+  "where": "scores['accuracy'] < 0.5", "rescore": false}`` (``where`` and ``rescore``
+  optional) answers ``{"experiment_id", "rows", "runs", "skipped", "errors"}``.
+- ``POST /api/experiments/{id}/reprice`` (no body) answers ``{"experiment_id", "rows",
+  "price_data_version", "previous_versions"}``.
+
+``{id}`` is an experiment id or name. Errors are ``{"error": "..."}``: 400 for a bad body,
+an unknown or ambiguous experiment or a bad ``where`` expression, 503 when ClickHouse is
+down. Scorers run with the server's settings (timeout, concurrency, judge credentials).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from evalhouse.errors import EvalhouseError, StoreUnavailable
+from evalhouse.store import Store
+from evalhouse.surfaces._api_common import error
+
+__all__ = ["routes", "score_request"]
+
+_SCORE_USAGE = (
+    'body must be JSON: {"scorers": ["exact_match", ...], "where": "SQL condition" '
+    '(optional), "rescore": false (optional)}'
+)
+
+
+def score_request(payload: Any) -> tuple[list[str], str | None, bool]:
+    """(scorers, where, rescore) of a score request body; :class:`EvalhouseError` if bad.
+
+    >>> score_request({"scorers": ["exact_match"], "rescore": True})
+    (['exact_match'], None, True)
+    """
+    if not isinstance(payload, dict):
+        raise EvalhouseError(_SCORE_USAGE)
+    unknown = sorted(set(payload) - {"scorers", "where", "rescore"})
+    if unknown:
+        raise EvalhouseError(f"unknown field(s) {', '.join(unknown)}; {_SCORE_USAGE}")
+    scorers = payload.get("scorers")
+    if (
+        not isinstance(scorers, list)
+        or not scorers
+        or not all(isinstance(s, str) and s.strip() for s in scorers)
+    ):
+        raise EvalhouseError(f"'scorers' must be a non-empty list of scorer names; {_SCORE_USAGE}")
+    where = payload.get("where")
+    if where is not None and not isinstance(where, str):
+        raise EvalhouseError(f"'where' must be a string of SQL; {_SCORE_USAGE}")
+    rescore = payload.get("rescore", False)
+    if not isinstance(rescore, bool):
+        raise EvalhouseError(f"'rescore' must be true or false; {_SCORE_USAGE}")
+    return scorers, where or None, rescore
+
+
+def routes(store: Store) -> list[Route]:
+    def handle(work: Callable[[str, bytes], Any]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            body = await request.body()
+            try:
+                report = await run_in_threadpool(work, request.path_params["id"], body)
+            except StoreUnavailable as exc:
+                return error(503, str(exc))
+            except EvalhouseError as exc:  # bad body, unknown experiment, bad where (QueryError)
+                return error(400, str(exc))
+            return JSONResponse(dataclasses.asdict(report))
+
+        return endpoint
+
+    def score(experiment: str, body: bytes) -> Any:
+        from evalhouse.config import load_settings
+        from evalhouse.evaluators import score_experiment
+
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError as exc:
+            raise EvalhouseError(_SCORE_USAGE) from exc
+        scorers, where, rescore = score_request(payload)
+        return score_experiment(
+            store, experiment, scorers, settings=load_settings(), where=where, rescore=rescore
+        )
+
+    def reprice(experiment: str, body: bytes) -> Any:
+        from evalhouse.config import load_settings
+        from evalhouse.evaluators import reprice_experiment
+
+        return reprice_experiment(store, experiment, settings=load_settings())
+
+    # {id:path}: experiment names may hold slashes ("team/qa"); the suffix still anchors.
+    return [
+        Route("/api/experiments/{id:path}/score", handle(score), methods=["POST"]),
+        Route("/api/experiments/{id:path}/reprice", handle(reprice), methods=["POST"]),
+    ]
