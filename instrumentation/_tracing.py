@@ -227,7 +227,15 @@ def _processor(
     if exporter is None:
         assert endpoint is not None and protocol is not None
         exporter = _otlp_exporter(endpoint, protocol, headers)
-    return BatchSpanProcessor(exporter)
+    # The SDK's default queue (2,048 spans) drops spans when an experiment runs hundreds of
+    # rows per second; a deeper queue rides out bursts. OTEL_BSP_* variables still win.
+    queue = None if os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE") else _QUEUE_SPANS
+    batch = None if os.environ.get("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") else _BATCH_SPANS
+    return BatchSpanProcessor(exporter, max_queue_size=queue, max_export_batch_size=batch)
+
+
+_QUEUE_SPANS = 32_768
+_BATCH_SPANS = 1_024
 
 
 def _otlp_exporter(endpoint: str, protocol: str, headers: Mapping[str, str]) -> SpanExporter:

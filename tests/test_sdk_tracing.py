@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,34 @@ def test_calling_init_twice_changes_nothing_and_a_new_exporter_repoints(
     assert [span.name for span in finished(other)] == ["after"]
     assert [span.name for span in spans.get_finished_spans()] == ["once"]
     evalhouse.init(exporter=spans)
+
+
+class _SlowExporter(InMemorySpanExporter):
+    """Holds every export until released: the app outruns the network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def export(self, spans: Any) -> Any:
+        self.release.wait(30)
+        return super().export(spans)
+
+
+def test_a_burst_of_spans_behind_a_slow_exporter_loses_none(
+    spans: InMemorySpanExporter,
+) -> None:
+    slow = _SlowExporter()
+    evalhouse.init(exporter=slow)
+    try:
+        for number in range(10_000):  # the SDK's default queue holds 2,048
+            with evalhouse.task(f"row-{number}"):
+                pass
+        slow.release.set()
+        assert len(finished(slow)) == 10_000
+    finally:
+        slow.release.set()
+        evalhouse.init(exporter=spans)
 
 
 def test_init_never_raises_logs_once_and_keeps_tracing(
