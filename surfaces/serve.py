@@ -101,6 +101,7 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
         announce(f"  OTLP/gRPC  {addresses.grpc}")
         announce(f"  OTLP/HTTP  {addresses.http}  (also /metrics)")
         if api is not None:
+            announce(f"  Web UI     http://{settings.host}:{api.port}/")
             announce(f"  API        http://{settings.host}:{api.port}/api")
         if evaluator is not None:
             announce(

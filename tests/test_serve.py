@@ -91,6 +91,9 @@ def emit_with_sdk(exporter: Any, service: str) -> None:
 @pytest.mark.slow
 def test_sdk_exporters_to_serve_then_sql_sees_every_span_with_tokens(serve: Any) -> None:
     server = serve()
+    printed = server.log.read_text()
+    assert f"OTLP/gRPC  127.0.0.1:{server.grpc_port}" in printed
+    assert f"Web UI     http://127.0.0.1:{server.ui_port}/" in printed
     emit_with_sdk(GrpcSpanExporter(endpoint=f"127.0.0.1:{server.grpc_port}", insecure=True), "g")
     emit_with_sdk(HttpSpanExporter(endpoint=f"http://127.0.0.1:{server.http_port}/v1/traces"), "h")
     expected = str(2 * len(DIALECTS))
