@@ -11,8 +11,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from evalhouse.encoding import row_id
 from evalhouse.errors import EvalhouseError
-from evalhouse.instrumentation._json import row_id
 
 _MISSING = object()
 

@@ -38,10 +38,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from evalhouse import contract
+from evalhouse.encoding import encode
 from evalhouse.errors import EvalhouseError
 from evalhouse.instrumentation import _session, _tracing
 from evalhouse.instrumentation._api_client import ApiClient
-from evalhouse.instrumentation._json import encode
 from evalhouse.instrumentation._progress import Progress
 from evalhouse.instrumentation._results import ExperimentResult, RowResult, summarise_scores
 from evalhouse.instrumentation._rows import DatasetRef, Row, load_rows, resolve_dataset

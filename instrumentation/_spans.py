@@ -12,7 +12,7 @@ from typing import Any
 from opentelemetry.trace import Span, Status, StatusCode
 
 from evalhouse import contract
-from evalhouse.instrumentation._json import encode
+from evalhouse.encoding import encode
 from evalhouse.scoring import Score
 
 

@@ -32,15 +32,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse import contract
-from evalhouse.errors import EvalhouseError, QueryError, StoreUnavailable
-from evalhouse.instrumentation._datasets import (
+from evalhouse.dataset_rows import (
     DatasetError,
     NormalisedRow,
     check_name,
     json_text,
     normalise_row,
 )
-from evalhouse.instrumentation._json import row_id as input_row_id
+from evalhouse.encoding import row_id as input_row_id
+from evalhouse.errors import EvalhouseError, QueryError, StoreUnavailable
 from evalhouse.store import Store
 from evalhouse.store._dataset_schema import ROWS_TABLE, STAGING_TABLE, VERSIONS_TABLE
 from evalhouse.surfaces._api_common import error

@@ -129,7 +129,8 @@ class _StoreBackend:
         return {**header, "rows": rows}
 
     def push(self, name: str, file: Path, description: str | None) -> DatasetVersion:
-        from evalhouse.instrumentation._datasets import DatasetVersion, collect_rows
+        from evalhouse.dataset_rows import collect_rows
+        from evalhouse.instrumentation._datasets import DatasetVersion
         from evalhouse.surfaces._api_datasets import stored_row
 
         collected = collect_rows(file)
@@ -143,8 +144,8 @@ class _StoreBackend:
 
 @contextmanager
 def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Backend]:
+    from evalhouse.dataset_rows import check_name
     from evalhouse.instrumentation._api_client import ApiClient
-    from evalhouse.instrumentation._datasets import check_name
     from evalhouse.store import migrate
     from evalhouse.surfaces._api_datasets import Datasets
     from evalhouse.surfaces.serve import running_server

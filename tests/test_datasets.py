@@ -21,6 +21,7 @@ from evalhouse import contract
 from evalhouse.asgi import AsgiServer
 from evalhouse.collector._auth import ApiKeys
 from evalhouse.collector._writer import _length_delimited
+from evalhouse.encoding import row_id
 from evalhouse.instrumentation._api_client import ApiClient, ApiError, ApiUnreachable
 from evalhouse.instrumentation._datasets import (
     DatasetError,
@@ -28,7 +29,6 @@ from evalhouse.instrumentation._datasets import (
     dataset,
     list_datasets,
 )
-from evalhouse.instrumentation._json import row_id
 from evalhouse.store import OtlpSink, Store, migrate
 from evalhouse.surfaces.api import api_app
 

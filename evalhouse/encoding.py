@@ -1,4 +1,4 @@
-"""JSON for span attributes: never raises, whatever the app hands us.
+"""JSON for the wire contract: never raises, whatever the app hands us.
 
 The wire contract carries inputs, outputs and metadata as JSON-encoded strings. Values JSON
 cannot encode (dataclasses, pydantic models, sets, bytes, anything else) are converted, never
@@ -11,6 +11,8 @@ True
 """
 
 from __future__ import annotations
+
+__all__ = ["canonical", "encode", "row_id"]
 
 import base64
 import dataclasses
