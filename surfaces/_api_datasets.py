@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse import contract
+from evalhouse.config import Settings
 from evalhouse.dataset_rows import (
     DatasetError,
     NormalisedRow,
@@ -492,7 +493,7 @@ def _push_id(value: Any) -> str:
 _PUSH_USAGE = 'send {"rows": [{"input": ..., "expected": ..., "metadata": ..., "id": ...}]}'
 
 
-def routes(store: Store) -> list[Route]:
+def routes(store: Store, settings: Settings) -> list[Route]:
     datasets = Datasets(store)
 
     def handle(

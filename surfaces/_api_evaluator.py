@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from evalhouse.config import Settings
 from evalhouse.errors import EvalhouseError, StoreUnavailable
 from evalhouse.store import Store
 from evalhouse.surfaces._api_common import error
@@ -65,7 +66,7 @@ def score_request(payload: Any) -> tuple[list[str], str | None, bool]:
     return scorers, where or None, rescore
 
 
-def routes(store: Store) -> list[Route]:
+def routes(store: Store, settings: Settings) -> list[Route]:
     def handle(work: Callable[[str, bytes], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             body = await request.body()
@@ -80,7 +81,6 @@ def routes(store: Store) -> list[Route]:
         return endpoint
 
     def score(experiment: str, body: bytes) -> Any:
-        from evalhouse.config import load_settings
         from evalhouse.evaluators import score_experiment
 
         try:
@@ -89,14 +89,13 @@ def routes(store: Store) -> list[Route]:
             raise EvalhouseError(_SCORE_USAGE) from exc
         scorers, where, rescore = score_request(payload)
         return score_experiment(
-            store, experiment, scorers, settings=load_settings(), where=where, rescore=rescore
+            store, experiment, scorers, settings=settings, where=where, rescore=rescore
         )
 
     def reprice(experiment: str, body: bytes) -> Any:
-        from evalhouse.config import load_settings
         from evalhouse.evaluators import reprice_experiment
 
-        return reprice_experiment(store, experiment, settings=load_settings())
+        return reprice_experiment(store, experiment, settings=settings)
 
     # {id:path}: experiment names may hold slashes ("team/qa"); the suffix still anchors.
     return [

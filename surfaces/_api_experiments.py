@@ -29,6 +29,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse import __version__
+from evalhouse.config import Settings
 from evalhouse.errors import EvalhouseError, QueryError, StoreUnavailable
 from evalhouse.evaluators.results import (
     FORMATS,
@@ -489,11 +490,8 @@ def experiment_routes(results: Results) -> list[Route]:
     return routes
 
 
-def routes(store: Store) -> list[Route]:
+def routes(store: Store, settings: Settings) -> list[Route]:
     """The results routes, with the aggregate scores and alpha of the settings in force."""
-    from evalhouse.config import load_settings
-
-    settings = load_settings()
     return experiment_routes(
         Results(store, settings.aggregate_scores, alpha=settings.compare_alpha)
     )

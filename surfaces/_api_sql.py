@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from evalhouse.config import Settings
 from evalhouse.errors import QueryError, StoreUnavailable
 from evalhouse.store import Store
 from evalhouse.surfaces._api_common import error
@@ -34,7 +35,7 @@ SQL_FORMATS = (
 _USAGE = 'body must be JSON: {"query": "SELECT ...", "format": "CSV"}'
 
 
-def routes(store: Store) -> list[Route]:
+def routes(store: Store, settings: Settings) -> list[Route]:
     async def sql(request: Request) -> Response:
         try:
             payload: Any = json.loads(await request.body())

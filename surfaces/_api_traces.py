@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from evalhouse.config import Settings
 from evalhouse.errors import QueryError, StoreUnavailable
 from evalhouse.evaluators._cost import Usage, span_cost
 from evalhouse.store import Store
@@ -391,7 +392,7 @@ def output_messages(
 # --- route ------------------------------------------------------------------------------------
 
 
-def routes(store: Store) -> list[Route]:
+def routes(store: Store, settings: Settings) -> list[Route]:
     async def trace(request: Request) -> Response:
         raw = request.path_params["trace_id"]
         trace_id = normalise_trace_id(raw)

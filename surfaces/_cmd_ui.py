@@ -57,7 +57,7 @@ def _ui(args: argparse.Namespace) -> int:
     try:
         _prepare(store, settings.cluster, migrate)
         api = AsgiServer.start(
-            api_app(store, ApiKeys(settings.api_key_values())),
+            api_app(store, ApiKeys(settings.api_key_values()), settings),
             settings.host,
             settings.ui_port,
             "UI",

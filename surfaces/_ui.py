@@ -22,6 +22,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse import __version__
+from evalhouse.config import Settings
 from evalhouse.store import Store
 
 __all__ = ["ASSET_PREFIX", "PAGES", "routes"]
@@ -95,7 +96,7 @@ async def _not_found(request: Request) -> Response:
     return HTMLResponse(_shell(), 404, headers={"Cache-Control": "no-cache"})
 
 
-def routes(store: Store) -> list[Route]:
+def routes(store: Store, settings: Settings) -> list[Route]:
     """The UI's routes; registered last, as the last one catches every other GET."""
     return [
         *(Route(path, _page, methods=["GET"]) for path in PAGES),

@@ -3,8 +3,8 @@
 ``POST /api/sql`` with JSON ``{"query": "...", "format": "JSONEachRow"}`` runs the query with
 ClickHouse's ``readonly=1`` and returns ClickHouse's output in that format. This is how
 ``evalhouse sql`` reaches an embedded store that ``evalhouse serve`` holds. Each group of
-routes lives in an ``_api_*`` module with a ``routes(store)`` function; API keys, when
-configured, guard every route except ``GET /api/health``.
+routes lives in an ``_api_*`` module with a ``routes(store, settings)`` function; API keys,
+when configured, guard every route except ``GET /api/health``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from evalhouse.collector._auth import ApiKeys
+from evalhouse.config import Settings, load_settings
 from evalhouse.store import Store
 from evalhouse.surfaces import (
     _api_datasets,
@@ -38,8 +39,11 @@ _ROUTE_MODULES = (
 )
 
 
-def api_app(store: Store, keys: ApiKeys) -> Starlette:
+def api_app(store: Store, keys: ApiKeys, settings: Settings | None = None) -> Starlette:
+    """The API and UI over ``store``; ``settings`` (read once, default: the environment and
+    evalhouse.toml) give the routes their scorer, judge and comparison settings."""
+    settings = settings if settings is not None else load_settings()
     return Starlette(
-        routes=[route for module in _ROUTE_MODULES for route in module.routes(store)],
+        routes=[route for module in _ROUTE_MODULES for route in module.routes(store, settings)],
         middleware=[Middleware(RequireApiKey, keys=keys)],
     )

@@ -90,7 +90,7 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
             evaluator.start()
         if with_api:
             api = AsgiServer.start(
-                api_app(store, ApiKeys(settings.api_key_values())),
+                api_app(store, ApiKeys(settings.api_key_values()), settings),
                 settings.host,
                 settings.ui_port,
                 "API",

@@ -37,14 +37,17 @@ class OtlpSink:
         >>> sink.settings("traces", "t")["distributed_foreground_insert"]
         1
         """
-        settings = {**self._settings[signal], "insert_deduplication_token": token}
-        return self.store.write_settings(settings) or settings
+        return self.store.write_settings(self._own_settings(signal, token)) or {}
+
+    def _own_settings(self, signal: Signal, token: str) -> dict[str, Any]:
+        return {**self._settings[signal], "insert_deduplication_token": token}
 
     def insert_otlp(self, signal: Signal, payload: bytes, token: str) -> None:
+        # The store adds the topology's settings to every insert itself.
         self.store.insert_raw(
             ingest_table_name(signal),
             [ingest_column_name(signal)],
             payload,
             fmt="Protobuf",
-            settings=self.settings(signal, token),
+            settings=self._own_settings(signal, token),
         )
