@@ -6,9 +6,12 @@ Goal: ≥ 50,000 spans/s stored end to end, peak server RSS ≤ 1 GiB, 0 spans l
 2. Starts ``evalhouse serve`` on a fresh data directory and free ports.
 3. A separate (spawned) load process sends every request over OTLP/gRPC on ``--streams``
    threads, retrying UNAVAILABLE / RESOURCE_EXHAUSTED like OTLP exporters do.
-4. Meanwhile this process samples the server's RSS every 50 ms and polls
-   ``SELECT count() FROM otel_traces`` through the API every 100 ms until every span is stored.
-5. Checks for lost and duplicated spans, stops the server with SIGINT (must exit 0).
+4. Meanwhile this process samples the server's RSS every 50 ms and reads the collector's
+   ``written`` counter (spans whose ClickHouse insert returned, so queryable) from ``/metrics``
+   every 50 ms; once it reaches the total, ``SELECT count() FROM otel_traces`` through the API
+   must confirm every span (polling SQL instead would cost the server a query every poll).
+5. Checks for lost and duplicated spans, reports the CPU time the server and the load process
+   used during the load, stops the server with SIGINT (must exit 0).
 6. Baseline: the same requests inserted in-process with ``OtlpSink`` into a fresh chDB store.
 
 Run: ``.venv/bin/python benchmarks/ingest.py [--spans 200000] [--batch 512] [--streams 4]``.
@@ -45,7 +48,7 @@ STORED_TIMEOUT_S = 300.0
 STALL_S = 60.0
 READY_TIMEOUT_S = 90.0
 RSS_INTERVAL_S = 0.05
-COUNT_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.05
 BASELINE_CHUNK_SPANS = 50_000
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 MODELS = ("gpt-4o", "gpt-4o-mini", "gpt-4.1", "o3-mini")
@@ -169,6 +172,7 @@ class LoadResult:
     failed_requests: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    cpu_seconds: float = 0.0  # CPU time the load process used sending
 
 
 class _Sender:
@@ -253,11 +257,18 @@ class _Sender:
             self.result.last_ack = max(self.result.last_ack, now)
 
 
+def _own_cpu() -> float:
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 def load_process(target: str, workload_path: str, streams: int, results: Any) -> None:
     """Entry point of the spawned load process; puts one LoadResult (as a dict) on ``results``."""
     try:
         workload = load_workload(Path(workload_path))
+        before = _own_cpu()
         result = _Sender(target, workload, streams).run()
+        result.cpu_seconds = _own_cpu() - before
     except Exception as exc:
         result = LoadResult(errors=[f"load process failed: {exc!r}"])
     results.put(asdict(result))  # plain data: the class lives in __mp_main__ here
@@ -412,12 +423,18 @@ class _Progress:
 
 
 def wait_stored(serve: Serve, expected: int, loader: multiprocessing.process.BaseProcess) -> float:
-    """Poll the stored spans until they reach ``expected``; returns the time they did."""
+    """The time every span was stored: the collector's ``written`` counter reached
+    ``expected`` and ``count()`` agrees (if it does not yet, poll ``count()`` until it does)."""
     watch = _Progress(serve, loader)
+    while (written := int(collector_metrics(serve).get("written_total", 0))) < expected:
+        watch.check(written)
+        time.sleep(POLL_INTERVAL_S)
+    stored_at = time.monotonic()
     while (value := sql(serve, "SELECT count() FROM otel_traces")) < expected:
         watch.check(value)
-        time.sleep(COUNT_INTERVAL_S)
-    return time.monotonic()
+        time.sleep(POLL_INTERVAL_S)
+        stored_at = time.monotonic()
+    return stored_at
 
 
 # ---- end to end ----------------------------------------------------------------------------
@@ -433,33 +450,50 @@ class EndToEnd:
     metrics: dict[str, float]
     exit_code: int
     log: Path
+    cpu: CpuUse
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU time used from the first send until every span was stored."""
+
+    server_seconds: float
+    machine_busy: float  # fraction of all cores busy (every process on the machine)
+    cores: int
 
 
 def run_end_to_end(workload_path: Path, total: int, streams: int, root: Path) -> EndToEnd:
     serve = start_serve(root / "data")
     try:
         with RssSampler(serve.process.pid) as rss:
-            load, stored_at = _drive_load(serve, workload_path, total, streams)
+            load, stored_at, cpu = _drive_load(serve, workload_path, total, streams)
             metrics = collector_metrics(serve)
             stored = sql(serve, "SELECT count() FROM otel_traces")
             duplicates = sql(serve, "SELECT count() - uniqExact(SpanId) FROM otel_traces")
             peak = rss.peak
     finally:
         exit_code = serve.stop()
-    return EndToEnd(load, stored_at, stored, duplicates, peak, metrics, exit_code, serve.log)
+    return EndToEnd(load, stored_at, stored, duplicates, peak, metrics, exit_code, serve.log, cpu)
 
 
 def _drive_load(
     serve: Serve, workload_path: Path, total: int, streams: int
-) -> tuple[LoadResult, float]:
+) -> tuple[LoadResult, float, CpuUse]:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
     loader = context.Process(
         target=load_process, args=(serve.grpc_target, str(workload_path), streams, results)
     )
+    server = psutil.Process(serve.process.pid)
     loader.start()
     try:
+        # The load process needs a moment to read the workload and connect; the server is
+        # idle meanwhile, so its CPU clock starts here and the machine's when sending starts.
+        server_before = server.cpu_times()
+        machine_before = psutil.cpu_times()
         stored_at = wait_stored(serve, total, loader)
+        server_after = server.cpu_times()
+        machine_after = psutil.cpu_times()
         load = LoadResult(**results.get(timeout=STORED_TIMEOUT_S))
     except BenchmarkError as exc:
         raise BenchmarkError(f"{exc}{_load_errors(results)}") from None
@@ -469,7 +503,15 @@ def _drive_load(
             loader.kill()
     if load.errors:
         raise BenchmarkError("load errors: " + "; ".join(load.errors[:5]))
-    return load, stored_at
+    server_cpu = sum(server_after[:2]) - sum(server_before[:2])
+    busy = _busy(machine_after) - _busy(machine_before)
+    elapsed = sum(machine_after) - sum(machine_before)
+    cpu = CpuUse(server_cpu, busy / elapsed if elapsed else 0.0, psutil.cpu_count() or 1)
+    return load, stored_at, cpu
+
+
+def _busy(times: Any) -> float:
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 def _load_errors(results: Any) -> str:
@@ -539,6 +581,17 @@ def _collector_lines(e2e: EndToEnd) -> list[str]:
     ]
 
 
+def _cpu_lines(e2e: EndToEnd, total: int) -> list[str]:
+    cpu = e2e.cpu
+    per_100k = 100_000 / total
+    return [
+        f"server CPU while loading: {cpu.server_seconds:.1f} s"
+        f" ({cpu.server_seconds * per_100k:.2f} CPU-s per 100k spans);"
+        f" load process CPU: {e2e.load.cpu_seconds:.1f} s;"
+        f" machine busy: {100 * cpu.machine_busy:.0f}% of {cpu.cores} cores",
+    ]
+
+
 def report(workload: Workload, e2e: EndToEnd, baseline: float) -> None:
     load = e2e.load
     total = workload.total_spans
@@ -560,6 +613,7 @@ def report(workload: Workload, e2e: EndToEnd, baseline: float) -> None:
         f"duplicate spans: {e2e.duplicates}",
         f"serve exit code: {e2e.exit_code}",
         *_collector_lines(e2e),
+        *_cpu_lines(e2e, total),
         f"raw in-process insert spans/s: {baseline:,.0f}",
         f"end-to-end / raw insert: {stored_rate / baseline:.2f}",
     ]
