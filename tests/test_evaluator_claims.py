@@ -32,8 +32,10 @@ def test_racing_claims_have_one_winner_that_everyone_reads(store: Store) -> None
 
     def race(index: int) -> None:
         barrier.wait()
-        for shard in range(SHARDS):
-            leases[index]._claim(shard, epoch)
+        # Each thread starts at another shard, so the threads meet all along the way (in
+        # one order, the first thread to run could win every shard before the others start).
+        for step in range(SHARDS):
+            leases[index]._claim((step + index * 4) % SHARDS, epoch)
         seen[index] = leases[index]._claims(epoch)
 
     threads = [threading.Thread(target=race, args=(i,)) for i in range(threads_count)]
