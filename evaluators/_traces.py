@@ -13,6 +13,7 @@ from typing import Any
 
 from evalhouse.store import Store
 from evalhouse.store._evaluator_schema import EVALUATOR_SCOPE, SHARDS
+from evalhouse.store._experiment_index_schema import EXPERIMENT_SPAN
 
 __all__ = ["WATCHED", "Candidate", "Span", "fetch_spans", "find_candidates"]
 
@@ -167,22 +168,30 @@ class Candidate:
         return tuple(scorer for scorer in self.scorers if scorer not in self.done)
 
 
-# A trace is an experiment row when a span is an `eval` root or names an experiment, in any
-# dialect: evalhouse/Langfuse attributes (ExperimentId/Name), Braintrust's eval span type
-# (Purpose) or its `braintrust.parent` = "experiment_id:<id>".
-_IS_EXPERIMENT = (
-    "countIf(Purpose = 'eval' OR ExperimentId != '' OR ExperimentName != '' "
-    "OR startsWith(SpanAttributes['braintrust.parent'], 'experiment_id:')) > 0"
-)
+# A trace is an experiment row when one of its spans is (see ``EXPERIMENT_SPAN``).
+_IS_EXPERIMENT = f"countIf({EXPERIMENT_SPAN}) > 0"
 # Spans whose arrival recomputes a row: all but the daemon's own scorer spans. The model-call
 # spans it writes for a judge's usage do count, so judge tokens reach the row.
 WATCHED = f"NOT (ScopeName = '{EVALUATOR_SCOPE}' AND LlmOperation = '')"
 
+# A span stored more than this after the last experiment span of its trace no longer
+# recomputes the trace's row (the index of experiment traces is read this far back).
+LATE_SPAN_MS = 3_600_000
+
+_SHARD_OF = f"cityHash64(TraceId) % {SHARDS} IN {{shards:Array(UInt16)}}"
+# Traces of the shards with a watched span stored after `since` that are experiment traces:
+# the recent spans are checked against the traces marked since `since` - LATE_SPAN_MS, so
+# neither side reads more than the recent part of its table.
 _CANDIDATES = f"""
 WITH changed AS (
     SELECT DISTINCT TraceId FROM otel_traces
     WHERE InsertedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') AND {WATCHED}
-      AND cityHash64(TraceId) % {SHARDS} IN {{shards:Array(UInt16)}}
+      AND {_SHARD_OF}
+      AND TraceId IN (
+          SELECT TraceId FROM experiment_traces
+          WHERE MarkedAt > fromUnixTimestamp64Milli({{marked_since:Int64}}, 'UTC')
+            AND {_SHARD_OF}
+      )
 )
 SELECT
     t.trace_id, t.shard, t.watermark_ms, t.span_count,
@@ -224,6 +233,7 @@ def find_candidates(
         return []
     parameters: dict[str, Any] = {
         "since": since_ms,
+        "marked_since": since_ms - LATE_SPAN_MS,
         "horizon": horizon_ms,
         "shards": list(shards),
     }

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 # few seconds, scan this far behind the cursor. Rescanned traces that are done cost one
 # comparison each.
 VISIBILITY_MARGIN_MS = 60_000
-_MARGIN_SCAN_SECONDS = 5.0
+_MARGIN_SCAN_SECONDS = 15.0
 _CHUNK_TRACES = 2_000
 _FLUSH_SECONDS = 0.5
 # Scorer runs remembered while waiting for a free slot; beyond it they stay in ClickHouse

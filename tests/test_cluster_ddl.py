@@ -42,12 +42,14 @@ SINGLE_SERVER_SHA256 = {
     6: "30838322c5a2789b",
     7: "139188d7548d52c5",
     8: "734aee600de31064",
+    9: "5316a712a0c352e6",
 }
 
 # Data tables: sharded local table + Distributed table, and the key each one shards by.
 SHARDED_TABLES = {
     "otel_traces": ("MergeTree", "cityHash64(TraceId)"),
     "otel_traces_trace_id_ts": ("AggregatingMergeTree", "cityHash64(TraceId)"),
+    "experiment_traces": ("MergeTree", "cityHash64(TraceId)"),
     "otel_logs": (
         "MergeTree",
         "if(TraceId = '', cityHash64(ServiceName, Timestamp, Body), cityHash64(TraceId))",
@@ -128,10 +130,15 @@ def test_every_cluster_statement_is_on_cluster_and_parses(
 ) -> None:
     assert len(cluster_ddl) > len(statements(Topology()))
     for statement in cluster_ddl:
-        head = statement.split("(", 1)[0].split(" AS", 1)[0]
-        assert ON in head, f"not ON CLUSTER: {statement[:120]}"
         # formatQuery parses with ClickHouse's own parser and executes nothing.
         formatted = bare_store.query("SELECT formatQuery({q:String})", {"q": statement})[0][0]
+        if statement.startswith("INSERT INTO "):
+            # Data (a backfill), not DDL: written through the Distributed tables, which route
+            # each row to its shard, so it names no local table.
+            assert "_local" not in statement and ON not in statement
+            continue
+        head = statement.split("(", 1)[0].split(" AS", 1)[0]
+        assert ON in head, f"not ON CLUSTER: {statement[:120]}"
         assert f"ON CLUSTER {CLUSTER}" in formatted
 
 
@@ -195,7 +202,7 @@ def test_one_trace_lands_on_one_shard(creates: dict[str, tuple[str, str]]) -> No
     """Spans, the trace lookup, rows and scores all hash the trace id the same way, so a
     trace's spans, computed row and scores are always on the same shard."""
     keys = {name: _engine(creates[name][1])[1].rsplit(", ", 1)[1] for name in SHARDED_TABLES}
-    by_trace = {keys[n] for n in ("otel_traces", "otel_traces_trace_id_ts")}
+    by_trace = {keys[n] for n in ("otel_traces", "otel_traces_trace_id_ts", "experiment_traces")}
     by_row = {keys[n] for n in ("experiment_row_metrics", "scores")}
     assert by_trace == {"cityHash64(TraceId)"}
     assert by_row == {"cityHash64(trace_id)"}
@@ -259,13 +266,17 @@ def test_materialized_views_attach_where_the_rows_are(
     views = {name: s for name, (kind, s) in creates.items() if kind == "MATERIALIZED VIEW"}
     assert set(views) == {
         "otel_traces_trace_id_ts_mv",
+        "experiment_traces_mv",
         "evalhouse_ingest_traces_mv",
         "evalhouse_ingest_logs_mv",
     }
-    # The lookup view fires on the shard that stores the spans and fills that shard's table.
+    # The lookup views fire on the shard that stores the spans and fill that shard's table.
     lookup = views["otel_traces_trace_id_ts_mv"]
     assert "\nTO otel_traces_trace_id_ts_local AS\n" in lookup
     assert "FROM otel_traces_local WHERE" in lookup
+    index = views["experiment_traces_mv"]
+    assert f"experiment_traces_mv{ON} TO experiment_traces_local AS SELECT" in index
+    assert "FROM otel_traces_local WHERE" in index
     # The OTLP ingest views write through the Distributed tables, which route each span.
     assert (
         f"evalhouse_ingest_traces_mv{ON} TO otel_traces AS SELECT"

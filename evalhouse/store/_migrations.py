@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from evalhouse.store._client import Store
 from evalhouse.store._dataset_schema import dataset_tables
 from evalhouse.store._evaluator_schema import evaluator_tables
+from evalhouse.store._experiment_index_schema import experiment_index
 from evalhouse.store._results_schema import results_views
 from evalhouse.store._schema import (
     Topology,
@@ -53,6 +54,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "evaluator: InsertedAt, experiment rows, scores, claims", evaluator_tables),
     Migration(7, "dataset rows, versions and push staging", dataset_tables),
     Migration(8, "experiment_row_scores view for user comparisons", results_views),
+    Migration(9, "experiment_traces: index of the experiment traces", experiment_index),
 )
 
 
