@@ -55,9 +55,24 @@ class Collector:
             dedup_window_seconds=settings.dedup_window_seconds,
         )
         self.ingest = Ingest(self.wal, self.metrics, settings.max_attribute_bytes)
+        # Each writer thread inserts through a client of its own: calls on one client are
+        # serialised, and the API's queries on ``store`` must not wait behind an insert.
+        self._writer_stores = (
+            []
+            if sink is not None
+            else [
+                Store(store.dsn, database=store.database, cluster=store.cluster)
+                for _ in range(settings.writer_threads)
+            ]
+        )
+        sinks: list[SpanSink] = (
+            [sink] * settings.writer_threads
+            if sink is not None
+            else [OtlpSink(writer_store) for writer_store in self._writer_stores]
+        )
         self.writer = Writer(
             self.wal,
-            sink or OtlpSink(store),
+            sinks,
             self.metrics,
             max_spans=settings.batch_max_spans,
             prepare_store=prepare_store,
@@ -104,3 +119,5 @@ class Collector:
             self._http.stop()
         self.writer.stop()
         self.wal.close()
+        for writer_store in self._writer_stores:
+            writer_store.close()

@@ -13,9 +13,12 @@ Retries: the digest of each request's original bytes is remembered for the dedup
 (in memory, rebuilt on start from the segments and ``dedup.log``), so a client re-sending a
 request whose acknowledgement it lost — even across a restart — does not duplicate data.
 
-Batches are replayed exactly once: before inserting, the writer records the batch's range as
-in flight; the insert carries a token derived from that range, so replaying it after a crash
-is dropped by ClickHouse if the first attempt had landed.
+Batches are replayed exactly once: a batch is recorded as in flight (its range, in
+``checkpoint.json``) before it is handed to a writer; the insert carries a token derived from
+that range, so replaying it after a crash is dropped by ClickHouse if the first attempt had
+landed. Several writers insert disjoint batches at once and may finish out of order: the
+committed position advances over a batch only when every batch before it is stored too, and
+on restart each batch that was in flight is replayed with exactly its old range (and token).
 """
 
 from __future__ import annotations
@@ -86,6 +89,13 @@ class Position:
 
 
 @dataclass
+class _Range:
+    start: Position
+    end: Position
+    done: bool = False
+
+
+@dataclass
 class Batch:
     start: Position
     end: Position
@@ -124,7 +134,12 @@ class Wal:
         self._backlog_spans = 0
         self._checkpoint_path = directory / "checkpoint.json"
         self._dedup_path = directory / "dedup.log"
-        self.committed, self.inflight = self._load_checkpoint()
+        # Batches handed out and not yet behind ``committed`` (in order), those to hand out
+        # again after a restart, and where the next new batch starts.
+        self._state = threading.Lock()
+        self.committed, self._ranges = self._load_checkpoint()
+        self._replays = [r for r in self._ranges if not r.done]
+        self._next = self._ranges[-1].end if self._ranges else self.committed
         self._recover()
 
     # ---- start-up -------------------------------------------------------------------------
@@ -134,14 +149,19 @@ class Wal:
     def _path(self, segment: int) -> Path:
         return self.directory / f"{segment:012d}.wal"
 
-    def _load_checkpoint(self) -> tuple[Position, Position | None]:
+    def _load_checkpoint(self) -> tuple[Position, list[_Range]]:
         if not self._checkpoint_path.exists():
             segments = self._segments()
-            return Position(segments[0] if segments else 1, 0), None
+            return Position(segments[0] if segments else 1, 0), []
         state = json.loads(self._checkpoint_path.read_text())
         committed = Position(*state["committed"])
-        inflight = Position(*state["inflight"]) if state.get("inflight") else None
-        return committed, inflight
+        if state.get("inflight"):  # written by a single-writer version: one batch in flight
+            return committed, [_Range(committed, Position(*state["inflight"]))]
+        ranges = [
+            _Range(Position(*start), Position(*end), done)
+            for start, end, done in state.get("ranges", [])
+        ]
+        return committed, ranges
 
     def _recover(self) -> None:
         now = int(time.time())
@@ -163,7 +183,7 @@ class Wal:
                     good_end = record.end
                     if now - record.seen <= self.dedup_window:
                         self._remember(record.digest, record.seen)
-                    if Position(segment, good_end) > self.committed:
+                    if self._pending(Position(segment, good_end)):
                         self._backlog_spans += record.spans
                         backlog += size
             if good_end < path.stat().st_size:
@@ -180,6 +200,12 @@ class Wal:
         self._fd = os.open(self._path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._offset = os.fstat(self._fd).st_size
         self._compact_dedup_log()
+
+    def _pending(self, record_end: Position) -> bool:
+        """Whether the record ending at ``record_end`` still has to be inserted."""
+        if record_end <= self.committed:
+            return False
+        return not any(r.done and r.start < record_end <= r.end for r in self._ranges)
 
     def _compact_dedup_log(self) -> None:
         tmp = self._dedup_path.with_suffix(".tmp")
@@ -270,23 +296,46 @@ class Wal:
 
     def wait_for_data(self, timeout: float) -> bool:
         with self._lock:
-            if self._end() > self.committed:
+            if self._replays or self._end() > self._next:
                 return True
             self._data.wait(timeout)
-            return self._end() > self.committed
+            return bool(self._replays) or self._end() > self._next
 
-    def read_batch(self, max_spans: int, max_bytes: int) -> Batch | None:
-        """The next batch after the committed position; an in-flight batch comes back whole."""
-        with self._lock:
-            end = self._end()
-        replay = self.inflight
-        until = replay if replay is not None else end
-        batch = Batch(start=self.committed, end=self.committed)
+    def claim(self, max_spans: int, max_bytes: int) -> Batch | None:
+        """The next batch for a writer, recorded as in flight before it is returned.
+
+        After a restart, the batches that were in flight come back first, each whole; then
+        new batches follow the last one handed out. Safe to call from several threads.
+        """
+        with self._state:
+            if self._replays:
+                pending = self._replays.pop(0)
+                batch = self._read(pending.start, pending.end, None, max_bytes)
+                if batch is None:  # its data is gone (segments deleted by hand): skip it
+                    pending.done = True
+                    self._advance()
+                    self._write_checkpoint()
+                return batch
+            with self._lock:
+                end = self._end()
+            batch = self._read(self._next, end, max_spans, max_bytes)
+            if batch is None:
+                return None
+            self._ranges.append(_Range(batch.start, batch.end))
+            self._next = batch.end
+            self._write_checkpoint()
+            return batch
+
+    def _read(
+        self, start: Position, until: Position, max_spans: int | None, max_bytes: int
+    ) -> Batch | None:
+        """Records from ``start`` to ``until``, at most ``max_spans`` (None: all of them)."""
+        batch = Batch(start=start, end=start)
 
         def full() -> bool:
-            return replay is None and (batch.spans >= max_spans or batch.nbytes >= max_bytes)
+            return max_spans is not None and (batch.spans >= max_spans or batch.nbytes >= max_bytes)
 
-        segment, offset = self.committed.segment, self.committed.offset
+        segment, offset = start.segment, start.offset
         while Position(segment, offset) < until and not full():
             path = self._path(segment)
             if path.exists():
@@ -307,22 +356,26 @@ class Wal:
             batch.end = Position(segment, 0)
         return None if batch.end == batch.start else batch
 
-    def begin(self, batch: Batch) -> None:
-        """Record ``batch`` as in flight, so a restart replays exactly it (same token)."""
-        self.inflight = batch.end
-        self._write_checkpoint()
-
     def commit(self, batch: Batch) -> None:
-        self.committed = batch.end
-        self.inflight = None
-        self._write_checkpoint()
+        """``batch`` is stored; the committed position passes it once all before it are."""
+        with self._state:
+            for claimed in self._ranges:
+                if claimed.start == batch.start:
+                    claimed.done = True
+            self._advance()
+            self._write_checkpoint()
+            committed = self.committed
         with self._lock:
             self._backlog_bytes = max(0, self._backlog_bytes - batch.nbytes)
             self._backlog_spans = max(0, self._backlog_spans - batch.spans)
             current = self._segment
         for segment in self._segments():
-            if segment < min(self.committed.segment, current):
+            if segment < min(committed.segment, current):
                 self._retire(segment)
+
+    def _advance(self) -> None:
+        while self._ranges and self._ranges[0].done:
+            self.committed = self._ranges.pop(0).end
 
     def _retire(self, segment: int) -> None:
         """Delete an inserted segment, keeping its digests for the dedup window."""
@@ -339,7 +392,10 @@ class Wal:
     def _write_checkpoint(self) -> None:
         state = {
             "committed": [self.committed.segment, self.committed.offset],
-            "inflight": [self.inflight.segment, self.inflight.offset] if self.inflight else None,
+            "ranges": [
+                [[r.start.segment, r.start.offset], [r.end.segment, r.end.offset], r.done]
+                for r in self._ranges
+            ],
         }
         tmp = self._checkpoint_path.with_suffix(".tmp")
         with tmp.open("w") as handle:

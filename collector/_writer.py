@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from evalhouse.collector._metrics import Metrics
 from evalhouse.collector._wal import Batch, Wal
@@ -36,30 +36,42 @@ def _length_delimited(payloads: list[bytes]) -> bytes:
 
 
 class Writer:
-    """Insert WAL batches; on failure keep them in the WAL and retry with backoff."""
+    """Insert WAL batches, one thread per sink, each on its own batches; on failure a thread
+    keeps its batch (it stays in the WAL) and retries it with backoff.
+
+    Two inserts at once keep both cores of a small machine busy: ClickHouse parses and
+    flattens one batch while the other is written (``benchmarks/ingest.py``).
+    """
 
     def __init__(
         self,
         wal: Wal,
-        sink: SpanSink,
+        sinks: Sequence[SpanSink],
         metrics: Metrics,
         *,
         max_spans: int,
         prepare_store: Callable[[], None] | None = None,
     ) -> None:
+        if not sinks:
+            raise ValueError("a writer needs at least one sink")
         self.wal = wal
-        self.sink = sink
         self.metrics = metrics
         self.max_spans = max_spans
         self.prepare_store = prepare_store
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="evalhouse-writer", daemon=True)
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(sink,), name=f"evalhouse-writer-{i}", daemon=True
+            )
+            for i, sink in enumerate(sinks)
+        ]
+        self._prepare_lock = threading.Lock()
         self._store_ready = prepare_store is None
-        self._backoff = 0.5
         self.store_healthy = True
 
     def start(self) -> None:
-        self._thread.start()
+        for thread in self._threads:
+            thread.start()
 
     def stop(self, drain_seconds: float = 5.0) -> None:
         """Stop after writing what is pending, waiting at most ``drain_seconds``."""
@@ -67,32 +79,36 @@ class Writer:
         while self.wal.backlog_bytes and self.store_healthy and time.monotonic() < deadline:
             time.sleep(0.05)
         self._stop.set()
-        self._thread.join(timeout=drain_seconds + 30)
+        for thread in self._threads:
+            thread.join(timeout=drain_seconds + 30)
 
-    def _run(self) -> None:
+    def _run(self, sink: SpanSink) -> None:
+        backoff = 0.5
         while not self._stop.is_set():
             if not self.wal.wait_for_data(timeout=0.2):
                 continue
-            batch = self.wal.read_batch(self.max_spans, _MAX_BATCH_BYTES)
+            batch = self.wal.claim(self.max_spans, _MAX_BATCH_BYTES)
             if batch is None:
                 continue
-            if self._write(batch):
-                self._backoff = 0.5
-            else:
-                self._stop.wait(self._backoff)
-                self._backoff = min(_MAX_BACKOFF, self._backoff * 2)
+            while not self._write(sink, batch):
+                if self._stop.wait(backoff):
+                    return  # the batch stays in the WAL, in flight: replayed on restart
+                backoff = min(_MAX_BACKOFF, backoff * 2)
+            backoff = 0.5
 
-    def _write(self, batch: Batch) -> bool:
-        try:
+    def _prepare(self) -> None:
+        with self._prepare_lock:
             if not self._store_ready and self.prepare_store is not None:
                 self.prepare_store()
                 self._store_ready = True
-            self.wal.begin(batch)
+
+    def _write(self, sink: SpanSink, batch: Batch) -> bool:
+        try:
+            if not self._store_ready:
+                self._prepare()
             started = time.perf_counter()
             for signal, payloads in sorted(batch.payloads.items()):
-                self.sink.insert_otlp(
-                    signal, _length_delimited(payloads), f"{batch.token}:{signal}"
-                )
+                sink.insert_otlp(signal, _length_delimited(payloads), f"{batch.token}:{signal}")
             self.metrics.observe_insert(time.perf_counter() - started)
         except QueryError as exc:
             self.metrics.add("insert_failures")

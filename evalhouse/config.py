@@ -109,6 +109,12 @@ class Settings(BaseSettings):
         description="Most spans written to ClickHouse in one insert (25k measured best: "
         "larger inserts cost memory, smaller ones throughput; benchmarks/ingest.py).",
     )
+    writer_threads: int = Field(
+        2,
+        gt=0,
+        description="Inserts into ClickHouse running at once, each on its own batches (two "
+        "keep both cores of a 2-core machine busy; benchmarks/ingest.py).",
+    )
     dedup_window_seconds: int = Field(
         900, ge=0, description="How long a request's digest is remembered to drop retries."
     )

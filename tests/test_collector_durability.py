@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -13,7 +14,7 @@ from conftest import count, wait_for
 from otlp_builders import span, trace_request
 from test_collector_receivers import grpc_export
 
-from evalhouse.collector._wal import Wal
+from evalhouse.collector._wal import Batch, Wal
 from evalhouse.collector._writer import _length_delimited
 from evalhouse.errors import StoreUnavailable
 from evalhouse.store import OtlpSink, Signal, Store
@@ -82,30 +83,84 @@ def _append(wal: Wal, n: int) -> list[bytes]:
     return payloads
 
 
+def _insert(sink: OtlpSink, batch: Batch) -> None:
+    sink.insert_otlp("traces", _length_delimited(batch.payloads["traces"]), f"{batch.token}:traces")
+
+
 def test_batch_in_flight_at_a_crash_is_replayed_exactly_once(tmp_path: Path, store: Store) -> None:
     wal = Wal(tmp_path, fsync=False)
     _append(wal, 3)
-    batch = wal.read_batch(10_000, 10**9)
+    batch = wal.claim(10_000, 10**9)
     assert batch is not None and batch.spans == 6
-    wal.begin(batch)
     sink = OtlpSink(store)
-    sink.insert_otlp("traces", _length_delimited(batch.payloads["traces"]), f"{batch.token}:traces")
+    _insert(sink, batch)
     wal.close()  # crash: inserted, never committed; more data arrived meanwhile
     restarted = Wal(tmp_path, fsync=False)
     _append(restarted, 2)
-    replay = restarted.read_batch(1, 10**9)
+    replay = restarted.claim(1, 10**9)
     assert replay is not None
     assert (replay.start, replay.end, replay.spans) == (batch.start, batch.end, 6)
-    sink.insert_otlp(
-        "traces", _length_delimited(replay.payloads["traces"]), f"{replay.token}:traces"
-    )
+    _insert(sink, replay)
     restarted.commit(replay)
-    rest = restarted.read_batch(10_000, 10**9)
+    rest = restarted.claim(10_000, 10**9)
     assert rest is not None and rest.spans == 4
-    sink.insert_otlp("traces", _length_delimited(rest.payloads["traces"]), f"{rest.token}:traces")
+    _insert(sink, rest)
     restarted.commit(rest)
     assert count(store) == 10
-    assert restarted.read_batch(10_000, 10**9) is None
+    assert restarted.claim(10_000, 10**9) is None
+    assert restarted.backlog_spans == 0
+
+
+def test_writers_finishing_out_of_order_replay_only_unfinished_batches(
+    tmp_path: Path, store: Store
+) -> None:
+    """Two writers: the later batch is stored first, then a crash before the earlier one."""
+    wal = Wal(tmp_path, fsync=False)
+    _append(wal, 4)
+    first = wal.claim(4, 10**9)  # two requests of two spans
+    second = wal.claim(4, 10**9)
+    assert first is not None and second is not None
+    assert (first.spans, second.spans, second.start) == (4, 4, first.end)
+    assert wal.claim(4, 10**9) is None  # nothing else to hand out
+    sink = OtlpSink(store)
+    _insert(sink, second)
+    wal.commit(second)
+    assert wal.committed == first.start  # the earlier batch is not stored yet
+    _insert(sink, first)  # ... it was, but the crash came before its commit
+    wal.close()
+
+    restarted = Wal(tmp_path, fsync=False)
+    assert restarted.backlog_spans == 4  # the stored later batch is not counted as pending
+    _append(restarted, 1)
+    replay = restarted.claim(10_000, 10**9)
+    assert replay is not None
+    assert (replay.start, replay.end, replay.token) == (first.start, first.end, first.token)
+    _insert(sink, replay)  # same token: ClickHouse drops it
+    restarted.commit(replay)
+    assert restarted.committed == second.end
+    fresh = restarted.claim(10_000, 10**9)
+    assert fresh is not None and (fresh.start, fresh.spans) == (second.end, 2)
+    _insert(sink, fresh)
+    restarted.commit(fresh)
+    assert count(store) == 10
+    assert restarted.backlog_spans == 0
+
+
+def test_a_checkpoint_of_the_single_writer_version_is_replayed(
+    tmp_path: Path, store: Store
+) -> None:
+    wal = Wal(tmp_path, fsync=False)
+    _append(wal, 3)
+    wal.close()
+    segment = sorted(tmp_path.glob("*.wal"))[0]
+    end = segment.stat().st_size
+    number = int(segment.stem)
+    (tmp_path / "checkpoint.json").write_text(
+        json.dumps({"committed": [number, 0], "inflight": [number, end]})
+    )
+    restarted = Wal(tmp_path, fsync=False)
+    replay = restarted.claim(1, 10**9)
+    assert replay is not None and (replay.spans, replay.end.offset) == (6, end)
 
 
 def test_torn_tail_is_cut_and_complete_records_survive(tmp_path: Path) -> None:
@@ -117,7 +172,7 @@ def test_torn_tail_is_cut_and_complete_records_survive(tmp_path: Path) -> None:
         handle.write(b"EHW1\x00partial")
     restarted = Wal(tmp_path, fsync=False)
     assert restarted.backlog_spans == 4
-    batch = restarted.read_batch(10_000, 10**9)
+    batch = restarted.claim(10_000, 10**9)
     assert batch is not None and len(batch.payloads["traces"]) == 2
 
 
@@ -127,9 +182,8 @@ def test_retry_is_recognised_after_restart_and_after_segment_retired(tmp_path: P
     assert wal.append("traces", digest, 1, b"payload")
     assert not wal.append("traces", digest, 1, b"payload")
     _append(wal, 1)
-    batch = wal.read_batch(10_000, 10**9)
+    batch = wal.claim(10_000, 10**9)
     assert batch is not None
-    wal.begin(batch)
     wal.commit(batch)
     assert len(list(tmp_path.glob("*.wal"))) == 1  # inserted segments are deleted
     wal.close()
