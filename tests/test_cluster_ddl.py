@@ -43,6 +43,7 @@ SINGLE_SERVER_SHA256 = {
     7: "139188d7548d52c5",
     8: "734aee600de31064",
     9: "5316a712a0c352e6",
+    10: "7367331a64db413c",
 }
 
 # Data tables: sharded local table + Distributed table, and the key each one shards by.

@@ -18,6 +18,7 @@ from evalhouse.store._experiment_index_schema import experiment_index
 from evalhouse.store._results_schema import results_views
 from evalhouse.store._schema import (
     Topology,
+    compact_inserts,
     ingest_tables,
     logs_tables,
     normalised_columns,
@@ -55,6 +56,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "dataset rows, versions and push staging", dataset_tables),
     Migration(8, "experiment_row_scores view for user comparisons", results_views),
     Migration(9, "experiment_traces: index of the experiment traces", experiment_index),
+    Migration(10, "otel_traces: insert-sized parts written compact", compact_inserts),
 )
 
 
