@@ -43,7 +43,8 @@ class ScorerSummary:
 
 @dataclass(frozen=True)
 class ServerSummary:
-    """Duration, token and cost figures the server computed from the spans.
+    """Duration, token and cost figures the server computed from the spans (its results
+    API): tokens, LLM time and costs are totals over the run's rows, task durations per row.
 
     ``status`` is ``ready``, ``pending`` (the server had not finished within the wait) or
     ``unavailable`` (no API, or it lacks the experiment views); ``message`` says which.

@@ -1,15 +1,15 @@
 """What the server knows about an experiment: metrics and the baseline's scores.
 
-Read through ``POST /api/sql`` (read-only SQL) on the ``experiment_rows`` and ``experiments``
-views, which the evaluator daemon fills a few seconds after the spans arrive. Nothing here
-fails a run: an absent API, missing views or a slow daemon become a status and a message.
-The API takes no query parameters, so the two values interpolated (an experiment id and a
-name) are quoted as ClickHouse string literals, and the query runs read-only.
+Read through the results API (``GET /api/experiments/{id}`` and ``GET /api/experiments``),
+the same figures ``evalhouse experiments show`` and the UI give, which the evaluator daemon
+computes a few seconds after the spans arrive. Nothing here fails a run: an absent API, an
+unmigrated store or a slow daemon become a status and a message.
 """
 
 from __future__ import annotations
 
 import time
+import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,21 +23,8 @@ from evalhouse.instrumentation._results import (
 )
 
 _POLL_SECONDS = 0.5
-
-
-def literal(value: str) -> str:
-    """``value`` as a ClickHouse string literal.
-
-    >>> literal("it's")
-    "'it\\\\'s'"
-    """
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
-def _select(client: ApiClient, query: str) -> list[dict[str, Any]]:
-    answer = client.post("/api/sql", {"query": query, "format": "JSON"})
-    data = answer.get("data") if isinstance(answer, dict) else None
-    return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
+# Rows whose cost is NULL (a model without a known price), by cost provenance.
+_UNPRICED = ("partly_unknown", "unknown")
 
 
 def _float(value: Any) -> float | None:
@@ -49,34 +36,33 @@ def _float(value: Any) -> float | None:
 
 def _int(value: Any) -> int:
     number = _float(value)
-    return 0 if number is None else int(number)
+    return 0 if number is None else round(number)
 
 
 def _why(exc: EvalhouseError) -> str:
+    if isinstance(exc, ApiError) and exc.status == 404:
+        return (
+            f"the server has no results API ({exc}); "
+            "update evalhouse on the server and run 'evalhouse migrate'"
+        )
     if isinstance(exc, ApiError) and "experiment" in str(exc).lower():
         return (
-            f"the server has no experiment views yet ({exc}); "
+            f"the server has no experiment tables yet ({exc}); "
             "update evalhouse on the server and run 'evalhouse migrate'"
         )
     return str(exc)
 
 
-def _summary_query(experiment_id: str) -> str:
-    # Aliases differ from the column names: ClickHouse would resolve a column to its alias.
-    return f"""SELECT count() AS found_rows,
-       countIf(ifNull(error, '') != '') AS found_errored,
-       avg(task_duration_ms) AS avg_task_ms,
-       quantile(0.95)(task_duration_ms) AS p95_task_ms,
-       sum(llm_duration_ms) AS llm_ms,
-       sum(input_tokens) AS tokens_in,
-       sum(output_tokens) AS tokens_out,
-       sum(total_tokens) AS tokens_total,
-       sum(ifNull(cost_usd, 0)) AS known_cost,
-       countIf(cost_usd IS NULL) AS unpriced_rows,
-       arraySort(groupUniqArray(toString(cost_provenance))) AS provenance,
-       sum(ifNull(judge_cost_usd, 0)) AS judge_cost,
-       avgMap(scores) AS score_means
-FROM experiment_rows WHERE experiment_id = {literal(experiment_id)}"""
+def _experiment(client: ApiClient, experiment_id: str) -> Mapping[str, Any] | None:
+    """The experiment's summary, or None while the daemon has computed none of its rows."""
+    path = f"/api/experiments/{urllib.parse.quote(experiment_id, safe='')}"
+    try:
+        body = client.get(path)
+    except ApiError as exc:
+        if exc.status == 404 and str(exc).startswith("no experiment with id"):
+            return None
+        raise
+    return body if isinstance(body, dict) else None
 
 
 def fetch_summary(
@@ -86,15 +72,14 @@ def fetch_summary(
     deadline = time.monotonic() + wait_seconds
     while True:
         try:
-            found = _select(client, _summary_query(experiment_id))
+            body = _experiment(client, experiment_id)
         except ApiUnreachable as exc:
             return ServerSummary("unavailable", str(exc))
         except EvalhouseError as exc:
             return ServerSummary("unavailable", _why(exc))
-        row = found[0] if found else {}
-        rows = _int(row.get("found_rows"))
-        if rows >= expected_rows:
-            return _ready(row)
+        rows = _int(body.get("rows")) if body else 0
+        if body is not None and rows >= expected_rows:
+            return _ready(body)
         if time.monotonic() >= deadline:
             return ServerSummary(
                 "pending",
@@ -105,28 +90,40 @@ def fetch_summary(
         time.sleep(_POLL_SECONDS)
 
 
-def _ready(row: Mapping[str, Any]) -> ServerSummary:
-    provenance = row.get("provenance")
-    means = row.get("score_means")
-    unpriced = _int(row.get("unpriced_rows"))
+def _ready(body: Mapping[str, Any]) -> ServerSummary:
+    """The summary API's figures; totals are the per-row means times the rows."""
+    rows = _int(body.get("rows"))
+    metrics = body.get("metrics") or {}
+    cost = body.get("cost") or {}
+    provenance = cost.get("provenance") or {}
+
+    def mean(metric: str) -> float | None:
+        return _float((metrics.get(metric) or {}).get("mean"))
+
+    def total(metric: str) -> float | None:
+        value = mean(metric)
+        return None if value is None else value * rows
+
+    input_tokens, output_tokens = _int(total("input_tokens")), _int(total("output_tokens"))
+    scores = body.get("scores") or {}
     return ServerSummary(
         "ready",
-        rows=_int(row.get("found_rows")),
-        errored_rows=_int(row.get("found_errored")),
-        avg_task_duration_ms=_float(row.get("avg_task_ms")),
-        p95_task_duration_ms=_float(row.get("p95_task_ms")),
-        llm_duration_ms=_float(row.get("llm_ms")),
-        input_tokens=_int(row.get("tokens_in")),
-        output_tokens=_int(row.get("tokens_out")),
-        total_tokens=_int(row.get("tokens_total")),
-        cost_usd=None if unpriced else _float(row.get("known_cost")),
-        unpriced_rows=unpriced,
-        cost_provenance=tuple(p for p in provenance if p) if isinstance(provenance, list) else (),
-        judge_cost_usd=_float(row.get("judge_cost")),
+        rows=rows,
+        errored_rows=_int((body.get("errors") or {}).get("rows")),
+        avg_task_duration_ms=mean("task_duration_ms"),
+        p95_task_duration_ms=_float((metrics.get("task_duration_ms") or {}).get("p95")),
+        llm_duration_ms=total("llm_duration_ms"),
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        total_tokens=_int(total("total_tokens")),
+        cost_usd=_float(cost.get("total_usd")),
+        unpriced_rows=sum(_int(provenance.get(kind)) for kind in _UNPRICED),
+        cost_provenance=tuple(sorted(k for k, n in provenance.items() if _int(n) > 0)),
+        judge_cost_usd=_float(cost.get("judge_usd")),
         scores={
             str(name): value
-            for name, raw in (means.items() if isinstance(means, dict) else ())
-            if (value := _float(raw)) is not None
+            for name, stats in scores.items()
+            if isinstance(stats, dict) and (value := _float(stats.get("mean"))) is not None
         },
     )
 
@@ -138,18 +135,21 @@ def compare_baseline(
     summaries: Mapping[str, ScorerSummary],
 ) -> BaselineComparison:
     """This run's score means against the latest earlier experiment named ``baseline``."""
-    query = f"""SELECT experiment_id, scores FROM experiments
-WHERE experiment_name = {literal(baseline)} AND experiment_id != {literal(experiment_id)}
-ORDER BY created_at DESC LIMIT 1"""
     try:
-        found = _select(client, query)
+        listed = client.get("/api/experiments", {"name": baseline, "limit": 2})
     except EvalhouseError as exc:
         return BaselineComparison(baseline, "unavailable", f"cannot compare: {_why(exc)}")
-    if not found:
+    items = listed.get("experiments") if isinstance(listed, dict) else None
+    earlier = [
+        item
+        for item in (items if isinstance(items, list) else [])
+        if isinstance(item, dict) and item.get("experiment_id") != experiment_id
+    ]
+    if not earlier:
         return BaselineComparison(
             baseline, "not_found", f"no earlier experiment named {baseline!r} on the server"
         )
-    means = found[0].get("scores") or {}
+    means = earlier[0].get("scores") or {}
     if not isinstance(means, dict):
         means = {}
     compared = tuple(
@@ -157,5 +157,5 @@ ORDER BY created_at DESC LIMIT 1"""
         for name, summary in summaries.items()
     )
     return BaselineComparison(
-        baseline, "compared", experiment_id=str(found[0].get("experiment_id")), scores=compared
+        baseline, "compared", experiment_id=str(earlier[0].get("experiment_id")), scores=compared
     )

@@ -1,8 +1,7 @@
 """ExperimentResult: format, pandas, progress, and what the server adds (metrics, baseline).
 
-The server side is the real HTTP API (in process) over a real chDB database. The experiment
-views are the evaluator daemon's; here they are stand-in tables with the contract's columns
-(DESIGN.md, SQL contract), so these tests pin the runner's side of that contract.
+The server side is the real results API (in process) over a real chDB database, with rows
+written into the evaluator's tables as the daemon writes them (``test_results_seed``).
 """
 
 from __future__ import annotations
@@ -11,10 +10,12 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from test_results_seed import T0, Row, seed
 from test_sdk_support import memory_spans
 
 import evalhouse
@@ -32,27 +33,21 @@ def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     yield from memory_spans(monkeypatch)
 
 
-@pytest.fixture
-def api(bare_store: Store) -> Iterator[tuple[str, Store]]:
-    server = AsgiServer.start(api_app(bare_store, ApiKeys(frozenset())), "127.0.0.1", 0, "API")
-    yield f"http://127.0.0.1:{server.port}", bare_store
+def _serve_api(store: Store) -> Iterator[tuple[str, Store]]:
+    server = AsgiServer.start(api_app(store, ApiKeys(frozenset())), "127.0.0.1", 0, "API")
+    yield f"http://127.0.0.1:{server.port}", store
     server.stop()
 
 
-def stand_in_views(store: Store) -> None:
-    store.command(
-        "CREATE TABLE experiment_rows (experiment_id String, experiment_name String, "
-        "row_id String, trial UInt32, error String, task_duration_ms Float64, "
-        "llm_duration_ms Float64, input_tokens UInt64, output_tokens UInt64, "
-        "total_tokens UInt64, cost_usd Nullable(Float64), cost_provenance String, "
-        "judge_cost_usd Nullable(Float64), scores Map(String, Float64)) "
-        "ENGINE = MergeTree ORDER BY experiment_id"
-    )
-    store.command(
-        "CREATE TABLE experiments (experiment_id String, experiment_name String, "
-        "created_at DateTime64(3), scores Map(String, Float64)) "
-        "ENGINE = MergeTree ORDER BY experiment_id"
-    )
+@pytest.fixture
+def api(store: Store) -> Iterator[tuple[str, Store]]:
+    """The results API over a migrated store, where rows are seeded as the daemon writes them."""
+    yield from _serve_api(store)
+
+
+@pytest.fixture
+def unmigrated_api(bare_store: Store) -> Iterator[tuple[str, Store]]:
+    yield from _serve_api(bare_store)
 
 
 def add_row(
@@ -63,41 +58,29 @@ def add_row(
     score: float,
     cost: float | None = 0.002,
 ) -> None:
-    store.insert_rows(
-        "experiment_rows",
-        [
-            [
-                experiment_id,
-                "capitals",
-                row_id,
-                0,
-                "",
-                40.0,
-                30.0,
-                *tokens,
-                sum(tokens),
-                cost,
-                "inferred" if cost is not None else "",
-                None,
-                {"faithfulness": score},
-            ]
-        ],
-        [
-            "experiment_id",
-            "experiment_name",
-            "row_id",
-            "trial",
-            "error",
-            "task_duration_ms",
-            "llm_duration_ms",
-            "input_tokens",
-            "output_tokens",
-            "total_tokens",
-            "cost_usd",
-            "cost_provenance",
-            "judge_cost_usd",
-            "scores",
-        ],
+    """One computed row of the experiment "capitals", as the evaluator daemon stores it."""
+    row = Row(
+        row_id,
+        input=row_id,
+        task_duration_ms=40.0,
+        llm_duration_ms=30.0,
+        input_tokens=tokens[0],
+        output_tokens=tokens[1],
+        cost_usd=cost,
+        cost_provenance="inferred" if cost is not None else "unknown",
+        scores={"faithfulness": score},
+    )
+    seed(store, experiment_id, [row], name="capitals")
+
+
+def seed_run(store: Store, experiment_id: str, name: str, exact: float, start: datetime) -> None:
+    """A finished earlier run with one row scoring ``exact``."""
+    seed(
+        store,
+        experiment_id,
+        [Row("r1", input="q", scores={"exact": exact})],
+        name=name,
+        start=start,
     )
 
 
@@ -145,7 +128,6 @@ def test_server_metrics_wait_for_the_daemon_then_report(
     spans: InMemorySpanExporter, api: tuple[str, Store]
 ) -> None:
     url, store = api
-    stand_in_views(store)
     add_row(store, "exp-1", "r1", (100, 20), 0.5)
     # The daemon finishes the second row a moment after the run ends.
     later = threading.Timer(1.0, add_row, (store, "exp-1", "r2", (50, 10), 1.0))
@@ -182,16 +164,17 @@ def test_server_metrics_wait_for_the_daemon_then_report(
     assert "cost unknown (no price for 1 of 2 rows)" in unpriced.format()
 
 
-def test_server_without_experiment_views_is_reported_not_fatal(
-    spans: InMemorySpanExporter, api: tuple[str, Store]
+def test_server_without_experiment_tables_is_reported_not_fatal(
+    spans: InMemorySpanExporter, unmigrated_api: tuple[str, Store]
 ) -> None:
-    url, _ = api
+    url, _ = unmigrated_api
     result = evalhouse.run_experiment(
         "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="capitals"
     )
 
     assert result.summary.status == "unavailable"
-    assert "no experiment views" in result.summary.message
+    assert "no experiment tables" in result.summary.message
+    assert "run 'evalhouse migrate'" in result.summary.message
     assert result.baseline is not None and result.baseline.status == "unavailable"
     assert result.regressions == []
 
@@ -200,13 +183,9 @@ def test_baseline_comparison_flags_a_drop(
     spans: InMemorySpanExporter, api: tuple[str, Store]
 ) -> None:
     url, store = api
-    stand_in_views(store)
-    store.command(
-        "INSERT INTO experiments VALUES "
-        "('old', 'capitals', '2026-01-01 00:00:00', {'exact': 0.1}), "
-        "('latest', 'capitals', '2026-02-01 00:00:00', {'exact': 0.9}), "
-        "('unrelated', 'other', '2026-03-01 00:00:00', {'exact': 0.0})"
-    )
+    seed_run(store, "old", "capitals", 0.1, T0)
+    seed_run(store, "latest", "capitals", 0.9, T0 + timedelta(days=31))
+    seed_run(store, "unrelated", "other", 0.0, T0 + timedelta(days=59))
 
     result = evalhouse.run_experiment(
         "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="capitals"

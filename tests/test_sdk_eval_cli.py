@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from conftest import run_cli, wait_for
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_runner_results import stand_in_views
+from test_results_seed import T0
+from test_runner_results import seed_run
 from test_sdk_support import by_purpose, finished, memory_spans
 
 from evalhouse.asgi import AsgiServer
@@ -120,9 +121,9 @@ def test_a_failing_file_exits_2_and_the_others_still_run(
 
 
 @pytest.fixture
-def api(bare_store: Store) -> Iterator[tuple[str, Store]]:
-    server = AsgiServer.start(api_app(bare_store, ApiKeys(frozenset())), "127.0.0.1", 0, "API")
-    yield f"http://127.0.0.1:{server.port}", bare_store
+def api(store: Store) -> Iterator[tuple[str, Store]]:
+    server = AsgiServer.start(api_app(store, ApiKeys(frozenset())), "127.0.0.1", 0, "API")
+    yield f"http://127.0.0.1:{server.port}", store
     server.stop()
 
 
@@ -133,12 +134,8 @@ def test_baseline_drop_exits_1_and_no_drop_exits_0(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, store = api
-    stand_in_views(store)
-    store.command(
-        "INSERT INTO experiments VALUES "
-        "('good-run', 'capitals', '2026-01-01 00:00:00', {'exact': 0.9}), "
-        "('poor-run', 'weak', '2026-01-01 00:00:00', {'exact': 0.2})"
-    )
+    seed_run(store, "good-run", "capitals", 0.9, T0)
+    seed_run(store, "poor-run", "weak", 0.2, T0)
     eval_file = write(tmp_path, "capitals.py", EXPERIMENT.format(name="capitals"))
 
     dropped = main(["eval", str(eval_file), "--baseline", "capitals", "--api-url", url])
