@@ -179,6 +179,12 @@ WATCHED = f"NOT (ScopeName = '{EVALUATOR_SCOPE}' AND LlmOperation = '')"
 LATE_SPAN_MS = 3_600_000
 
 _SHARD_OF = f"cityHash64(TraceId) % {SHARDS} IN {{shards:Array(UInt16)}}"
+_MARKED = f"""
+    SELECT TraceId FROM experiment_traces
+    WHERE MarkedAt > fromUnixTimestamp64Milli({{marked_since:Int64}}, 'UTC') AND {_SHARD_OF}"""
+# Whether any trace of the shards was marked at all: when none was (a flood of spans that
+# belong to no experiment), the recent spans need not be read.
+_ANY_MARKED = f"SELECT count() FROM ({_MARKED} LIMIT 1)"
 # Traces of the shards with a watched span stored after `since` that are experiment traces:
 # the recent spans are checked against the traces marked since `since` - LATE_SPAN_MS, so
 # neither side reads more than the recent part of its table.
@@ -187,11 +193,7 @@ WITH changed AS (
     SELECT DISTINCT TraceId FROM otel_traces
     WHERE InsertedAt > fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') AND {WATCHED}
       AND {_SHARD_OF}
-      AND TraceId IN (
-          SELECT TraceId FROM experiment_traces
-          WHERE MarkedAt > fromUnixTimestamp64Milli({{marked_since:Int64}}, 'UTC')
-            AND {_SHARD_OF}
-      )
+      AND TraceId IN ({_MARKED})
 )
 SELECT
     t.trace_id, t.shard, t.watermark_ms, t.span_count,
@@ -237,6 +239,9 @@ def find_candidates(
         "horizon": horizon_ms,
         "shards": list(shards),
     }
+    marked = {k: parameters[k] for k in ("marked_since", "shards")}
+    if not store.query(_ANY_MARKED, marked)[0][0]:
+        return []
     rows = store.query(_CANDIDATES, parameters)
     return [
         Candidate(
