@@ -55,21 +55,12 @@ class Collector:
             dedup_window_seconds=settings.dedup_window_seconds,
         )
         self.ingest = Ingest(self.wal, self.metrics, settings.max_attribute_bytes)
-        # Each writer thread inserts through a client of its own: calls on one client are
-        # serialised, and the API's queries on ``store`` must not wait behind an insert.
-        self._writer_stores = (
-            []
-            if sink is not None
-            else [
-                Store(store.dsn, database=store.database, cluster=store.cluster)
-                for _ in range(settings.writer_threads)
-            ]
-        )
-        sinks: list[SpanSink] = (
-            [sink] * settings.writer_threads
-            if sink is not None
-            else [OtlpSink(writer_store) for writer_store in self._writer_stores]
-        )
+        # Each writer thread inserts through a client of its own, so the inserts run at once
+        # and the API's queries on ``store`` never wait behind one.
+        threads = settings.writer_threads
+        self._writer_stores = [] if sink is not None else [store.another() for _ in range(threads)]
+        sinks: list[SpanSink] = [sink] * threads if sink is not None else []
+        sinks += [OtlpSink(writer_store) for writer_store in self._writer_stores]
         self.writer = Writer(
             self.wal,
             sinks,

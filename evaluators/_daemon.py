@@ -75,9 +75,7 @@ class Evaluator:
         self.observer = observer or self.counters
         prefix = worker_id or settings.evaluator_worker_id or _default_prefix(base)
         self.worker_ids = [f"{prefix}/{i}" for i in range(settings.evaluator_workers)]
-        self._stores = [
-            Store(base.dsn, database=base.database, cluster=base.cluster) for _ in self.worker_ids
-        ]
+        self._stores = [base.another() for _ in self.worker_ids]
         self._base = base
         self._owns_base = store is None
         self._prepare = prepare

@@ -60,6 +60,11 @@ class Store:
         self._readonly_client: Any = None
         self._lock = threading.RLock()
 
+    def another(self) -> Store:
+        """A Store on the same database with a client of its own: calls on one client are
+        serialised, so threads that must not wait for each other each take one."""
+        return Store(self.dsn, database=self.database, cluster=self.cluster)
+
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb:")
