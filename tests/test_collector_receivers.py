@@ -264,7 +264,8 @@ def test_logs_are_stored_and_join_spans_by_ids(start_collector: Any, store: Stor
     }
     response = grpc_export(addresses.grpc, log_request([record]).SerializeToString(), method=LOGS)
     assert not response.HasField("partial_success")
-    wait_for(lambda: count(store, "SELECT count() FROM otel_logs") == 1)
+    # Two writers store WAL batches in parallel, so the log may land before the span.
+    wait_for(lambda: count(store, "SELECT count() FROM otel_logs") == 1 and count(store) == 1)
     joined = store.query(
         "SELECT l.EventName, l.Body, t.SpanName FROM otel_logs AS l "
         "INNER JOIN otel_traces AS t ON l.TraceId = t.TraceId AND l.SpanId = t.SpanId"

@@ -230,12 +230,17 @@ def seeded_ui(chdb_dsn: str, tmp_path: Path) -> Iterator[SeededUi]:
             "candidate": _run("candidate", "gpt-4o", 2),
         }
         roots = 9 + 9 + 18
-        wait_for(
-            lambda: (
-                store.query("SELECT count() FROM otel_traces WHERE Purpose = 'eval'")[0][0] >= roots
-            ),
-            timeout=30,
-        )
+
+        def all_stored() -> bool:
+            # Each run flushed its spans; two writers store them in any order, so wait until
+            # everything accepted is written, not only the roots.
+            metrics = collector.metrics.snapshot()
+            if metrics["written"] < metrics["accepted"]:
+                return False
+            query = "SELECT count() FROM otel_traces WHERE Purpose = 'eval'"
+            return bool(store.query(query)[0][0] >= roots)
+
+        wait_for(all_stored, timeout=30)
         settings = load_settings(
             data_dir=tmp_path / "evaluator", evaluator_quiet_seconds=0, evaluator_poll_seconds=0.1
         )
