@@ -9,6 +9,7 @@ collector can start (and spool) while its ClickHouse server is down.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import threading
 import urllib.parse
@@ -24,6 +25,19 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 _SAFE_DSN_PARTS = ("scheme", "hostname", "port", "path")
+
+# The embedded engine allocates through its own jemalloc, which keeps freed pages for 5 s and
+# hands them back only while it allocates again: an idle process held 1.2 GiB after one big
+# query. 500 ms cut the ingest benchmark's peak RSS by ~60 MiB at the same throughput; 0 ms
+# cost 40% of it. jemalloc reads this variable when chDB loads; a value the user set wins.
+_ALLOCATOR_ENV = "JE_MALLOC_CONF"
+_EMBEDDED_ALLOCATOR = "dirty_decay_ms:500"
+
+
+def _tune_embedded_allocator() -> None:
+    current = os.environ.get(_ALLOCATOR_ENV, "")
+    if "dirty_decay_ms" not in current:
+        os.environ[_ALLOCATOR_ENV] = ",".join(filter(None, (_EMBEDDED_ALLOCATOR, current)))
 
 
 def redact_dsn(dsn: str) -> str:
@@ -94,6 +108,8 @@ class Store:
         return redact_dsn(self.dsn)
 
     def _connect(self) -> Any:
+        if self.embedded:
+            _tune_embedded_allocator()
         import clickhouse_connect
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
