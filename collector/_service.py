@@ -58,9 +58,13 @@ class Collector:
         # Each writer thread inserts through a client of its own, so the inserts run at once
         # and the API's queries on ``store`` never wait behind one.
         threads = settings.writer_threads
-        self._writer_stores = [] if sink is not None else [store.another() for _ in range(threads)]
-        sinks: list[SpanSink] = [sink] * threads if sink is not None else []
-        sinks += [OtlpSink(writer_store) for writer_store in self._writer_stores]
+        self._writer_stores: list[Store] = []
+        sinks: list[SpanSink]
+        if sink is not None:
+            sinks = [sink] * threads
+        else:
+            self._writer_stores = [store.another() for _ in range(threads)]
+            sinks = [OtlpSink(writer_store) for writer_store in self._writer_stores]
         self.writer = Writer(
             self.wal,
             sinks,

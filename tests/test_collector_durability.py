@@ -87,6 +87,12 @@ def _insert(sink: OtlpSink, batch: Batch) -> None:
     sink.insert_otlp("traces", _length_delimited(batch.payloads["traces"]), f"{batch.token}:traces")
 
 
+def _store(sink: OtlpSink, wal: Wal, batch: Batch) -> None:
+    """What a writer does with a batch it claimed: insert it, then commit it."""
+    _insert(sink, batch)
+    wal.commit(batch)
+
+
 def test_batch_in_flight_at_a_crash_is_replayed_exactly_once(tmp_path: Path, store: Store) -> None:
     wal = Wal(tmp_path, fsync=False)
     _append(wal, 3)
@@ -100,12 +106,10 @@ def test_batch_in_flight_at_a_crash_is_replayed_exactly_once(tmp_path: Path, sto
     replay = restarted.claim(1, 10**9)
     assert replay is not None
     assert (replay.start, replay.end, replay.spans) == (batch.start, batch.end, 6)
-    _insert(sink, replay)
-    restarted.commit(replay)
+    _store(sink, restarted, replay)
     rest = restarted.claim(10_000, 10**9)
     assert rest is not None and rest.spans == 4
-    _insert(sink, rest)
-    restarted.commit(rest)
+    _store(sink, restarted, rest)
     assert count(store) == 10
     assert restarted.claim(10_000, 10**9) is None
     assert restarted.backlog_spans == 0
@@ -123,8 +127,7 @@ def test_writers_finishing_out_of_order_replay_only_unfinished_batches(
     assert (first.spans, second.spans, second.start) == (4, 4, first.end)
     assert wal.claim(4, 10**9) is None  # nothing else to hand out
     sink = OtlpSink(store)
-    _insert(sink, second)
-    wal.commit(second)
+    _store(sink, wal, second)
     assert wal.committed == first.start  # the earlier batch is not stored yet
     _insert(sink, first)  # ... it was, but the crash came before its commit
     wal.close()
@@ -135,13 +138,11 @@ def test_writers_finishing_out_of_order_replay_only_unfinished_batches(
     replay = restarted.claim(10_000, 10**9)
     assert replay is not None
     assert (replay.start, replay.end, replay.token) == (first.start, first.end, first.token)
-    _insert(sink, replay)  # same token: ClickHouse drops it
-    restarted.commit(replay)
+    _store(sink, restarted, replay)  # same token: ClickHouse drops it
     assert restarted.committed == second.end
     fresh = restarted.claim(10_000, 10**9)
     assert fresh is not None and (fresh.start, fresh.spans) == (second.end, 2)
-    _insert(sink, fresh)
-    restarted.commit(fresh)
+    _store(sink, restarted, fresh)
     assert count(store) == 10
     assert restarted.backlog_spans == 0
 
