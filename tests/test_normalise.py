@@ -4,7 +4,8 @@ Each test writes spans with one dialect's attributes and compares the whole set 
 columns with the exact values expected (untouched columns must keep their defaults, so a
 dialect leaking into the wrong column fails too). Most spans are written straight into
 ``otel_traces``; a few go through the real ingest path (collector validation, then ClickHouse
-parsing the OTLP request) to check how attribute values are rendered before normalisation.
+parsing the OTLP request) to check how attribute values are rendered before normalisation, and
+OpenInference's models are checked end to end: the OTel SDK exports to a running collector.
 """
 
 from __future__ import annotations
@@ -16,6 +17,12 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from conftest import count, wait_for
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import Status, StatusCode
 from otlp_builders import span, trace_request
 
 from evalhouse.collector._validate import prepare
@@ -181,10 +188,14 @@ def test_otel_names_win_over_other_dialects_on_the_same_span(db: Store) -> None:
             "ai.usage.promptTokens": "38",
             "braintrust.metrics": as_json({"prompt_tokens": 37}),
             "gen_ai.request.model": "gpt-4o",
-            "llm.model_name": "other",
+            "gen_ai.response.model": "gpt-4o-2024-08-06",
+            "llm.invocation_parameters": as_json({"model": "other"}),
+            "llm.model_name": "other-2024-01-01",
         },
     )
-    assert row == expected(InputTokens=40, LlmRequestModel="gpt-4o")
+    assert row == expected(
+        InputTokens=40, LlmRequestModel="gpt-4o", LlmResponseModel="gpt-4o-2024-08-06"
+    )
 
 
 # --- OpenInference -----------------------------------------------------------------------
@@ -195,7 +206,8 @@ def test_openinference_llm_span_tokens_model_provider_and_cost(db: Store) -> Non
         db,
         {
             "openinference.span.kind": "LLM",
-            "llm.model_name": "gpt-4o-mini",
+            "llm.invocation_parameters": as_json({"model": "gpt-4o-mini", "temperature": 0}),
+            "llm.model_name": "gpt-4o-mini-2024-07-18",
             "llm.provider": "azure",
             "llm.system": "openai",
             "llm.token_count.prompt": "500",
@@ -211,6 +223,7 @@ def test_openinference_llm_span_tokens_model_provider_and_cost(db: Store) -> Non
     assert row == expected(
         LlmOperation="chat",
         LlmRequestModel="gpt-4o-mini",
+        LlmResponseModel="gpt-4o-mini-2024-07-18",
         LlmProvider="azure",
         InputTokens=500,
         OutputTokens=60,
@@ -233,13 +246,29 @@ def test_openinference_embedding_span_is_an_embeddings_call_with_its_model(db: S
         db,
         {
             "openinference.span.kind": "EMBEDDING",
-            "embedding.model_name": "text-embedding-3-small",
+            "embedding.invocation_parameters": as_json({"model": "text-embedding-3-small"}),
+            "embedding.model_name": "text-embedding-3-small-v2",
             "llm.token_count.prompt": "8",
             "llm.token_count.total": "8",
         },
     )
     assert row == expected(
-        LlmOperation="embeddings", LlmRequestModel="text-embedding-3-small", InputTokens=8
+        LlmOperation="embeddings",
+        LlmRequestModel="text-embedding-3-small",
+        LlmResponseModel="text-embedding-3-small-v2",
+        InputTokens=8,
+    )
+
+
+def test_openinference_embedding_model_name_alone_is_both_models(db: Store) -> None:
+    row = normalised(
+        db,
+        {"openinference.span.kind": "EMBEDDING", "embedding.model_name": "text-embedding-3-small"},
+    )
+    assert row == expected(
+        LlmOperation="embeddings",
+        LlmRequestModel="text-embedding-3-small",
+        LlmResponseModel="text-embedding-3-small",
     )
 
 
@@ -263,6 +292,134 @@ def test_openinference_evaluator_span_is_a_scorer_not_a_model_call(db: Store) ->
 def test_openinference_span_kind_maps_to_operation(db: Store, kind: str, operation: str) -> None:
     row = normalised(db, {"openinference.span.kind": kind})
     assert row == expected(LlmOperation=operation)
+
+
+# OpenInference spans as its OpenAI instrumentation writes them: the request's parameters as
+# JSON in llm.invocation_parameters, the model that answered (response.model) in llm.model_name.
+OPENINFERENCE_CHAT = {
+    "openinference.span.kind": "LLM",
+    "llm.system": "openai",
+    "llm.provider": "openai",
+    "llm.invocation_parameters": as_json({"model": "gpt-4o-mini", "temperature": 0}),
+    "llm.model_name": "gpt-4o-mini-2024-07-18",
+    "llm.token_count.prompt": 21,
+    "llm.token_count.completion": 5,
+}
+# The same call failing (HTTP 429): no response, so no llm.model_name and no usage.
+OPENINFERENCE_FAILED = {
+    key: value
+    for key, value in OPENINFERENCE_CHAT.items()
+    if key not in ("llm.model_name", "llm.token_count.prompt", "llm.token_count.completion")
+}
+
+
+def test_openinference_models_through_the_collector_group_with_other_clients(
+    start_collector: Any, store: Store
+) -> None:
+    """The OTel SDK exports to a running collector: OpenInference's requested model lands in
+    LlmRequestModel beside an OTel GenAI client's, its answered model in LlmResponseModel,
+    and a failed call keeps the model it asked for."""
+    _, addresses = start_collector()
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot"}))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{addresses.http}/v1/traces"))
+    )
+    tracer = provider.get_tracer("openinference.instrumentation.openai")
+    with tracer.start_as_current_span("ChatCompletion", attributes=OPENINFERENCE_CHAT):
+        pass
+    with tracer.start_as_current_span(
+        "ChatCompletion failed", attributes=OPENINFERENCE_FAILED, record_exception=False
+    ) as failed:
+        failed.record_exception(RuntimeError("Error code: 429 - rate limited"))
+        failed.set_status(Status(StatusCode.ERROR, "Error code: 429 - rate limited"))
+    otel_client = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "openai",
+        "gen_ai.request.model": "gpt-4o-mini",
+        "gen_ai.response.model": "gpt-4o-mini-2024-07-18",
+        "gen_ai.usage.input_tokens": 30,
+        "gen_ai.usage.output_tokens": 6,
+    }
+    with tracer.start_as_current_span("chat gpt-4o-mini", attributes=otel_client):
+        pass
+    provider.shutdown()
+    wait_for(lambda: count(store) == 3)
+
+    rows = store.query(
+        "SELECT SpanName, StatusCode, LlmProvider, LlmOperation, LlmRequestModel, "
+        "LlmResponseModel, InputTokens FROM otel_traces ORDER BY SpanName"
+    )
+    assert rows == [
+        (
+            "ChatCompletion",
+            "STATUS_CODE_UNSET",
+            "openai",
+            "chat",
+            "gpt-4o-mini",
+            "gpt-4o-mini-2024-07-18",
+            21,
+        ),
+        ("ChatCompletion failed", "STATUS_CODE_ERROR", "openai", "chat", "gpt-4o-mini", "", 0),
+        (
+            "chat gpt-4o-mini",
+            "STATUS_CODE_UNSET",
+            "openai",
+            "chat",
+            "gpt-4o-mini",
+            "gpt-4o-mini-2024-07-18",
+            30,
+        ),
+    ]
+    # Grouping by model no longer splits OpenInference calls from other clients' ones.
+    by_model = store.query(
+        "SELECT LlmRequestModel, count(), countIf(StatusCode = 'STATUS_CODE_ERROR'), "
+        "sum(InputTokens) FROM otel_traces GROUP BY LlmRequestModel"
+    )
+    assert by_model == [("gpt-4o-mini", 3, 1, 51)]
+
+
+@pytest.mark.parametrize(
+    "invocation_parameters",
+    [
+        pytest.param(None, id="absent"),
+        pytest.param("", id="empty"),
+        pytest.param("model=gpt-4o-mini", id="not-json"),
+        pytest.param('{"model": "gpt-4o-mini"', id="truncated-json"),
+        pytest.param(as_json({"temperature": 0}), id="no-model"),
+        pytest.param(as_json({"model": ""}), id="empty-model"),
+        pytest.param(as_json({"model": 4}), id="model-not-a-string"),
+        pytest.param(as_json([{"model": "gpt-4o-mini"}]), id="json-array"),
+    ],
+)
+def test_openinference_request_model_falls_back_to_llm_model_name(
+    db: Store, invocation_parameters: str | None
+) -> None:
+    attributes = {"openinference.span.kind": "LLM", "llm.model_name": "gpt-4o-2024-08-06"}
+    if invocation_parameters is not None:
+        attributes["llm.invocation_parameters"] = invocation_parameters
+    row, _ = ingested(db, attributes)
+    assert row == expected(
+        LlmOperation="chat",
+        LlmRequestModel="gpt-4o-2024-08-06",
+        LlmResponseModel="gpt-4o-2024-08-06",
+    )
+
+
+def test_openinference_invocation_parameters_sent_as_a_kvlist_are_read(db: Store) -> None:
+    # A structured OTLP value is stored as compact JSON (see the ingest tests below).
+    row, _ = ingested(
+        db,
+        {
+            "openinference.span.kind": "LLM",
+            "llm.invocation_parameters": {"model": "claude-3-5-haiku", "max_tokens": 256},
+            "llm.model_name": "claude-3-5-haiku-20241022",
+        },
+    )
+    assert row == expected(
+        LlmOperation="chat",
+        LlmRequestModel="claude-3-5-haiku",
+        LlmResponseModel="claude-3-5-haiku-20241022",
+    )
 
 
 # --- OpenLLMetry (Traceloop) -------------------------------------------------------------

@@ -4,18 +4,28 @@ They are ``MATERIALIZED`` columns, so ClickHouse computes them at insert for spa
 evalhouse *and* by a stock OpenTelemetry Collector, and ``evalhouse migrate`` can add them to
 a table the Collector's ClickHouse exporter created (older parts compute them on read).
 
-Every dialect of ``shared/reference/genai-attributes.md`` is read; when several names are
+Every dialect of the table in docs/sql.md ("Normalised LLM columns") is read; when several names are
 present the first in each list wins (newest OTel names first). Token counts are normalised to
 (input total incl. cache, cache read, cache write, output total incl. reasoning, reasoning):
 Langfuse's ``usage_details.input`` excludes cache, so its cache counts are added back.
+
+A migration's DDL never changes once released (``tests/test_cluster_ddl.py`` pins it):
+installed databases would not run it again. To change an expression, keep the released text
+for the migration that wrote it (as :data:`MIGRATION_3_COLUMNS` does) and add a migration
+that ``MODIFY``s the column.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-__all__ = ["NORMALISED_COLUMNS", "NormalisedColumn"]
+__all__ = [
+    "MIGRATION_3_COLUMNS",
+    "MIGRATION_11_COLUMNS",
+    "NORMALISED_COLUMNS",
+    "NormalisedColumn",
+]
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,15 @@ class NormalisedColumn:
     type: str
     expression: str
     doc: str
+
+    def declaration(self) -> str:
+        """The column as ``ADD COLUMN`` / ``MODIFY COLUMN`` declare it.
+
+        >>> NormalisedColumn("Trial", "UInt32", "0", "Trial's number.").declaration()
+        "Trial UInt32 MATERIALIZED 0 COMMENT 'Trial''s number.'"
+        """
+        comment = self.doc.replace("'", "''")
+        return f"{self.name} {self.type} MATERIALIZED {self.expression} COMMENT '{comment}'"
 
 
 def _attr(key: str) -> str:
@@ -39,14 +58,40 @@ def _json_attr(key: str, path: str) -> str:
     return f"JSONExtractRaw({_attr(key)}, '{path}')"
 
 
+def _json_text(key: str, path: str) -> str:
+    """The string under ``path`` of a JSON-encoded attribute; '' when the attribute is absent
+    or not JSON, or ``path`` is missing or null."""
+    return f"JSONExtractString({_attr(key)}, '{path}')"
+
+
+def _json_string(key: str, path: str) -> tuple[str, str]:
+    """A branch taken when ``path`` of a JSON-encoded attribute is a non-empty string.
+
+    The type is checked because ``JSONExtractString`` returns the raw text of a number on
+    current ClickHouse (``{"model": 4}`` gives '4') and '' on older servers.
+    """
+    value = _json_text(key, path)
+    return f"JSONType({_attr(key)}, '{path}') = 'String' AND {value} != ''", value
+
+
+def _nonempty(value: str) -> tuple[str, str]:
+    """A (condition, value) branch taken when the text ``value`` is not empty."""
+    return f"{value} != ''", value
+
+
+def _present(*keys: str) -> list[tuple[str, str]]:
+    """A branch per attribute key, taken when that attribute is not empty."""
+    return [_nonempty(_attr(key)) for key in keys]
+
+
+def _first_of(branches: Sequence[tuple[str, str]]) -> str:
+    """The value of the first (condition, value) branch whose condition holds, else ''."""
+    return f"multiIf({', '.join(part for branch in branches for part in branch)}, '')"
+
+
 def _first_text(keys: list[str], *, extra: Sequence[tuple[str, str]] = ()) -> str:
     """First non-empty attribute among ``keys``, then (condition, value) pairs, else ''."""
-    branches = []
-    for key in keys:
-        branches += [f"{_attr(key)} != ''", _attr(key)]
-    for condition, value in extra:
-        branches += [condition, value]
-    return f"multiIf({', '.join(branches)}, '')"
+    return _first_of([*_present(*keys), *extra])
 
 
 def _count(text: str) -> str:
@@ -239,6 +284,35 @@ _OPERATION = (
     "'')"
 )
 
+# OpenInference puts the model that *answered* in `llm.model_name` (its OpenAI instrumentation
+# copies `response.model`, e.g. 'gpt-4o-mini-2024-07-18'), and the model asked for only in the
+# request's JSON, `llm.invocation_parameters` (`{"model": "gpt-4o-mini", "temperature": 0}`);
+# embeddings likewise (`embedding.model_name`, `embedding.invocation_parameters`). A failed call
+# has no response, so only the request names its model. See _request_attributes_extractor.py
+# and _response_attributes_extractor.py of openinference-instrumentation-openai
+# (github.com/Arize-ai/openinference, python/instrumentation/).
+_BRAINTRUST_MODEL = _nonempty(_json_text("braintrust.metadata", "model"))
+_REQUEST_MODEL = _first_of(
+    [
+        *_present("gen_ai.request.model", "llm.request.model_name"),
+        _json_string("llm.invocation_parameters", "model"),
+        _json_string("embedding.invocation_parameters", "model"),
+        # What answered stands in for what was asked only when the request does not say.
+        *_present("llm.model_name", "embedding.model_name"),
+        *_present("ai.model.id", "langfuse.observation.model.name"),
+        _BRAINTRUST_MODEL,
+    ]
+)
+_RESPONSE_MODEL = _first_of(
+    _present(
+        "gen_ai.response.model",
+        "llm.response.model_name",
+        "ai.response.model",
+        "llm.model_name",
+        "embedding.model_name",
+    )
+)
+
 NORMALISED_COLUMNS: tuple[NormalisedColumn, ...] = (
     NormalisedColumn(
         "Purpose",
@@ -272,30 +346,12 @@ NORMALISED_COLUMNS: tuple[NormalisedColumn, ...] = (
     ),
     NormalisedColumn("LlmProvider", "LowCardinality(String)", _PROVIDER, "Provider, lower-case."),
     NormalisedColumn(
-        "LlmRequestModel",
-        "LowCardinality(String)",
-        _first_text(
-            [
-                "gen_ai.request.model",
-                "llm.request.model_name",
-                "llm.model_name",
-                "embedding.model_name",
-                "ai.model.id",
-                "langfuse.observation.model.name",
-            ],
-            extra=[
-                (
-                    f"JSONExtractString({_attr('braintrust.metadata')}, 'model') != ''",
-                    f"JSONExtractString({_attr('braintrust.metadata')}, 'model')",
-                )
-            ],
-        ),
-        "Model asked for, as reported.",
+        "LlmRequestModel", "LowCardinality(String)", _REQUEST_MODEL, "Model asked for, as reported."
     ),
     NormalisedColumn(
         "LlmResponseModel",
         "LowCardinality(String)",
-        _first_text(["gen_ai.response.model", "llm.response.model_name", "ai.response.model"]),
+        _RESPONSE_MODEL,
         "Model that answered, as reported.",
     ),
     NormalisedColumn(
@@ -319,4 +375,34 @@ NORMALISED_COLUMNS: tuple[NormalisedColumn, ...] = (
         _cost(),
         "Cost in USD reported by the span itself; NULL when none was reported.",
     ),
+)
+
+# The columns migration 11 changes, as it writes them (OpenInference models read apart).
+MIGRATION_11_COLUMNS: tuple[NormalisedColumn, ...] = tuple(
+    column
+    for column in NORMALISED_COLUMNS
+    if column.name in ("LlmRequestModel", "LlmResponseModel")
+)
+
+# The columns as migration 3 released them: `llm.model_name` and `embedding.model_name` read as
+# the model asked for, nothing of OpenInference as the model that answered.
+_RELEASED_IN_3 = {
+    "LlmRequestModel": _first_text(
+        [
+            "gen_ai.request.model",
+            "llm.request.model_name",
+            "llm.model_name",
+            "embedding.model_name",
+            "ai.model.id",
+            "langfuse.observation.model.name",
+        ],
+        extra=[_BRAINTRUST_MODEL],
+    ),
+    "LlmResponseModel": _first_text(
+        ["gen_ai.response.model", "llm.response.model_name", "ai.response.model"]
+    ),
+}
+MIGRATION_3_COLUMNS: tuple[NormalisedColumn, ...] = tuple(
+    replace(column, expression=_RELEASED_IN_3.get(column.name, column.expression))
+    for column in NORMALISED_COLUMNS
 )
