@@ -44,6 +44,8 @@ SINGLE_SERVER_SHA256 = {
     8: "734aee600de31064",
     9: "5316a712a0c352e6",
     10: "7367331a64db413c",
+    11: "ee33674cfb986f86",
+    12: "b1f45ec7ccafa013",
 }
 
 # Data tables: sharded local table + Distributed table, and the key each one shards by.
@@ -59,6 +61,13 @@ SHARDED_TABLES = {
     "scores": ("ReplacingMergeTree", "cityHash64(trace_id)"),
     "evalhouse_dataset_rows": ("MergeTree", "cityHash64(dataset, row_id)"),
     "evalhouse_dataset_staging": ("MergeTree", "cityHash64(dataset, push_id, position)"),
+    **{
+        f"otel_metrics_{kind}": (
+            "MergeTree",
+            "cityHash64(ResourceAttributes, MetricName, Attributes)",
+        )
+        for kind in ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+    },
 }
 # Bookkeeping: whole on every node, one replica set, no Distributed table.
 BOOKKEEPING_TABLES = {
@@ -69,7 +78,11 @@ BOOKKEEPING_TABLES = {
     "evalhouse_dataset_versions": "MergeTree",
 }
 # Tables that only relay inserts on the node that receives them.
-NULL_TABLES = {"evalhouse_ingest_traces", "evalhouse_ingest_logs"}
+NULL_TABLES = {"evalhouse_ingest_traces", "evalhouse_ingest_logs", "evalhouse_ingest_metrics"}
+METRICS_VIEWS = {
+    f"otel_metrics_{kind}_mv"
+    for kind in ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+}
 VIEWS = {"experiment_rows", "experiments", "experiment_row_scores"}
 
 _CREATE = re.compile(
@@ -232,33 +245,52 @@ def test_alters_reach_local_tables_and_columns_reach_distributed_ones(
     cluster_ddl: list[str],
 ) -> None:
     alters = [s for s in cluster_ddl if s.startswith("ALTER TABLE")]
-    target = re.compile(r"ALTER TABLE (\w+) ON CLUSTER `\w+` (ADD COLUMN IF NOT EXISTS (\w+)|.*)")
+    target = re.compile(
+        r"ALTER TABLE (\w+) ON CLUSTER `\w+` ((ADD COLUMN IF NOT EXISTS|MODIFY COLUMN) (\w+)|.*)"
+    )
     columns: dict[str, set[str]] = {}
+    declared: dict[tuple[str, str], list[str]] = {}
     for statement in alters:
         match = target.match(statement)
         assert match, statement
-        table, column = match.group(1), match.group(3)
+        table, column = match.group(1), match.group(4)
         if column is None:
             # Mutations and indexes exist only on the MergeTree side.
             assert table == "otel_traces_local", statement
         else:
             columns.setdefault(column, set()).add(table)
+            declared.setdefault((table, column), []).append(statement)
     expected = {c.name: {"otel_traces_local", "otel_traces"} for c in NORMALISED_COLUMNS}
     expected["InsertedAt"] = {"otel_traces_local", "otel_traces"}
     expected["input_key"] = {"experiment_row_metrics_local", "experiment_row_metrics"}
     assert columns == expected
     # The Distributed table declares the normalised columns MATERIALIZED too: it does not
-    # send them with inserts, each shard computes its own.
+    # send them with inserts, each shard computes its own. Both tables end with the current
+    # expression (migration 3's, or a later MODIFY COLUMN's).
     for c in NORMALISED_COLUMNS:
-        on_distributed = next(
-            s
-            for s in alters
-            if s.startswith(f"ALTER TABLE otel_traces{ON} ADD COLUMN IF NOT EXISTS {c.name} ")
-        )
-        assert f"MATERIALIZED {c.expression}" in on_distributed
-    # Each column is added to the local table before the Distributed one.
-    order = [s.split()[2] for s in alters if "ADD COLUMN IF NOT EXISTS InsertedAt " in s]
-    assert order == ["otel_traces_local", "otel_traces"]
+        for table in ("otel_traces_local", "otel_traces"):
+            assert f"MATERIALIZED {c.expression} COMMENT" in declared[table, c.name][-1]
+    # Each column is added (and modified) on the local table before the Distributed one.
+    for verb in ("ADD COLUMN IF NOT EXISTS InsertedAt ", "MODIFY COLUMN LlmRequestModel "):
+        order = [s.split()[2] for s in alters if verb in s]
+        assert order == ["otel_traces_local", "otel_traces"]
+
+
+def test_migration_11_rewrites_the_model_columns_in_each_shards_local_table() -> None:
+    """Migration 11 replaces two expressions of migration 3, which keeps writing the released
+    ones, and rewrites the stored parts (a mutation: local tables only, waited for)."""
+    by_version = {m.version: m for m in MIGRATIONS}
+    mutations = [
+        s for s in by_version[11].statements(Topology(CLUSTER)) if "MATERIALIZE COLUMN" in s
+    ]
+    assert mutations == [
+        f"ALTER TABLE otel_traces_local{ON} MATERIALIZE COLUMN LlmRequestModel, "
+        "MATERIALIZE COLUMN LlmResponseModel SETTINGS mutations_sync = 2"
+    ]
+    migration_3 = "\n".join(by_version[3].statements(Topology()))
+    for column in NORMALISED_COLUMNS:
+        released = column.expression in migration_3
+        assert released == (column.name not in ("LlmRequestModel", "LlmResponseModel"))
 
 
 def test_materialized_views_attach_where_the_rows_are(
@@ -270,6 +302,7 @@ def test_materialized_views_attach_where_the_rows_are(
         "experiment_traces_mv",
         "evalhouse_ingest_traces_mv",
         "evalhouse_ingest_logs_mv",
+        *METRICS_VIEWS,
     }
     # The lookup views fire on the shard that stores the spans and fill that shard's table.
     lookup = views["otel_traces_trace_id_ts_mv"]
@@ -286,6 +319,10 @@ def test_materialized_views_attach_where_the_rows_are(
     assert (
         f"evalhouse_ingest_logs_mv{ON} TO otel_logs AS SELECT" in views["evalhouse_ingest_logs_mv"]
     )
+    for name in METRICS_VIEWS:
+        table = name.removesuffix("_mv")
+        assert f"{name}{ON} TO {table} AS\nSELECT" in views[name]
+        assert "FROM evalhouse_ingest_metrics\n" in views[name]
     for name in NULL_TABLES:
         kind, statement = creates[name]
         assert (kind, _engine(statement)) == ("TABLE", ("Null", ""))

@@ -15,6 +15,7 @@ from evalhouse.store._client import Store
 from evalhouse.store._dataset_schema import dataset_tables
 from evalhouse.store._evaluator_schema import evaluator_tables
 from evalhouse.store._experiment_index_schema import experiment_index
+from evalhouse.store._metrics_schema import metrics_tables
 from evalhouse.store._results_schema import results_views
 from evalhouse.store._schema import (
     Topology,
@@ -22,6 +23,7 @@ from evalhouse.store._schema import (
     ingest_tables,
     logs_tables,
     normalised_columns,
+    openinference_models,
     trace_id_lookup,
     traces_tables,
 )
@@ -57,6 +59,16 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "experiment_row_scores view for user comparisons", results_views),
     Migration(9, "experiment_traces: index of the experiment traces", experiment_index),
     Migration(10, "otel_traces: insert-sized parts written compact", compact_inserts),
+    Migration(
+        11,
+        "otel_traces: OpenInference's requested and answered models read apart",
+        openinference_models,
+    ),
+    Migration(
+        12,
+        "OTLP metrics tables, column-compatible with the OTel Collector ClickHouse exporter",
+        metrics_tables,
+    ),
 )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from evalhouse.store._client import quote_identifier
-from evalhouse.store._normalise import NORMALISED_COLUMNS
+from evalhouse.store._normalise import MIGRATION_3_COLUMNS, MIGRATION_11_COLUMNS
 from evalhouse.store._otlp import Signal, ingest_column_name, ingest_columns
 
 # Remembered insert blocks per table: a retried insert (same token) is dropped by ClickHouse.
@@ -232,16 +232,14 @@ def compact_inserts(topology: Topology) -> list[str]:
 
 
 def normalised_columns(topology: Topology) -> list[str]:
+    """Migration 3, with the expressions it was released with (later ones MODIFY them)."""
     # On a cluster the Distributed table declares the columns as MATERIALIZED too: it does not
     # send them with inserts (each shard computes its own) and selects them from the shards.
     return [
         statement
-        for column in NORMALISED_COLUMNS
+        for column in MIGRATION_3_COLUMNS
         for statement in topology.on_both(
-            "otel_traces",
-            f"ADD COLUMN IF NOT EXISTS {column.name} {column.type} "
-            f"MATERIALIZED {column.expression} "
-            f"COMMENT '{column.doc.replace(chr(39), chr(39) * 2)}'",
+            "otel_traces", f"ADD COLUMN IF NOT EXISTS {column.declaration()}"
         )
     ]
 
@@ -314,17 +312,26 @@ def ingest_table_name(signal: Signal) -> str:
     return f"evalhouse_ingest_{signal}"
 
 
+def ingest_table(signal: Signal, topology: Topology) -> str:
+    """The Null table that receives raw OTLP requests of ``signal`` (ClickHouse parses them);
+    it stores nothing, its materialized views flatten each insert into the tables."""
+    return (
+        f"CREATE TABLE IF NOT EXISTS {ingest_table_name(signal)}{topology.on_cluster} "
+        f"({ingest_columns(signal)}) ENGINE = Null"
+    )
+
+
 def ingest_tables(signal: Signal, topology: Topology) -> list[str]:
-    """Null table receiving raw OTLP requests, and the view flattening them into rows.
+    """Null table receiving raw OTLP spans or logs, and the view flattening them into rows
+    (metrics: :func:`evalhouse.store._metrics_schema.metrics_tables`).
 
     The view writes into the plain ``otel_traces`` / ``otel_logs``: on a cluster the
     Distributed tables, which route each span to its trace's shard.
     """
+    if signal == "metrics":
+        raise ValueError("metrics have five tables and views: use metrics_tables()")
     table = ingest_table_name(signal)
-    create = (
-        f"CREATE TABLE IF NOT EXISTS {table}{topology.on_cluster} "
-        f"({ingest_columns(signal)}) ENGINE = Null"
-    )
+    create = ingest_table(signal, topology)
     outer = ingest_column_name(signal)
     if signal == "traces":
         body = f"""SELECT
@@ -380,3 +387,28 @@ ARRAY JOIN {outer} AS rs ARRAY JOIN rs.scope_logs AS sl ARRAY JOIN sl.log_record
         f"TO {target} AS {body}"
     )
     return [create, view]
+
+
+def openinference_models(topology: Topology) -> list[str]:
+    """Migration 11: ``LlmRequestModel`` / ``LlmResponseModel`` take OpenInference's requested
+    model from ``llm.invocation_parameters`` and its answered one from ``llm.model_name``.
+
+    ``MODIFY COLUMN`` only changes the expression, so parts stored before it keep the old
+    values (and parts the exporter wrote before migration 3 compute the new ones on read):
+    one table would mix both meanings, and grouping by model would still split OpenInference
+    rows. ``MATERIALIZE COLUMN`` rewrites the two columns in every part once (reading
+    ``SpanAttributes``; other columns are left alone), and waits, like migration 6: on a large
+    table run it at a quiet hour.
+    """
+    local = f"ALTER TABLE {topology.local('otel_traces')}{topology.on_cluster}"
+    rewrite = ", ".join(f"MATERIALIZE COLUMN {column.name}" for column in MIGRATION_11_COLUMNS)
+    return [
+        *(
+            statement
+            for column in MIGRATION_11_COLUMNS
+            for statement in topology.on_both(
+                "otel_traces", f"MODIFY COLUMN {column.declaration()}"
+            )
+        ),
+        f"{local} {rewrite} SETTINGS mutations_sync = 2",
+    ]
