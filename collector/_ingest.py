@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from evalhouse.collector._json import json_to_protobuf
 from evalhouse.collector._metrics import Metrics
 from evalhouse.collector._validate import InvalidRequest, prepare
-from evalhouse.collector._wal import Backlogged, Wal
+from evalhouse.collector._wal import Backlogged, Wal, WalUnavailable
 from evalhouse.store import Signal
 
 logger = logging.getLogger(__name__)
@@ -38,17 +38,22 @@ class Ingest:
         the spool is full; nothing is stored in either case.
         """
         try:
-            encoded = json_to_protobuf(signal, body) if json else body
+            encoded, left_out = json_to_protobuf(signal, body) if json else (body, [])
             prepared = prepare(signal, encoded, self.max_attribute_bytes)
         except InvalidRequest:
             self.metrics.add("invalid_requests")
             raise
+        for reason in left_out:  # items the JSON conversion could not read
+            prepared.reject(reason)
         received = prepared.accepted + prepared.rejected
         digest = hashlib.blake2b(body, digest_size=16).digest()
         try:
             stored = self.wal.append(signal, digest, prepared.accepted, prepared.payload)
         except Backlogged:
             self.metrics.add("throttled_requests")
+            raise
+        except WalUnavailable:
+            self.metrics.add("wal_failures")
             raise
         if not stored:
             self.metrics.add("duplicate_requests")

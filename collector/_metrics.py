@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 _COUNTERS = {
-    "received": "Spans and log records received in export requests.",
-    "accepted": "Spans and log records accepted (durable in the write-ahead log).",
-    "rejected": "Spans and log records rejected by validation.",
-    "written": "Spans and log records inserted into ClickHouse.",
+    "received": "Spans, log records and metric data points received in export requests.",
+    "accepted": "Items (spans, log records, data points) made durable in the write-ahead log.",
+    "rejected": "Items (spans, log records, data points) rejected by validation.",
+    "written": "Items (spans, log records, data points) inserted into ClickHouse.",
     "truncated_values": "Attribute values truncated to the size limit.",
     "utf8_repaired": "Strings whose invalid UTF-8 was replaced.",
     "duplicate_requests": "Retried requests recognised and not stored twice.",
@@ -18,6 +18,9 @@ _COUNTERS = {
     "unauthenticated_requests": "Requests refused for a missing or wrong API key.",
     "throttled_requests": "Requests refused because the spool was full.",
     "insert_failures": "Failed ClickHouse inserts (retried).",
+    "wal_failures": "Requests refused (retryable) because the write-ahead log could not write "
+    "or fsync them: a full or failing disk.",
+    "writer_errors": "Unexpected errors in writer threads (logged and retried).",
 }
 
 

@@ -13,6 +13,14 @@ Retries: the digest of each request's original bytes is remembered for the dedup
 (in memory, rebuilt on start from the segments and ``dedup.log``), so a client re-sending a
 request whose acknowledgement it lost — even across a restart — does not duplicate data.
 
+Full or failing disks (ENOSPC, EIO, short writes): a request is acknowledged only once every
+byte of its record is written and fsynced. A write that fails is cut off again (or, if even
+that fails, the segment is abandoned: nothing is ever appended behind a torn record). An
+fsync that fails refuses every request not yet durable, and their records are removed, since
+after a failed fsync the kernel may have dropped the pages (PostgreSQL's "fsyncgate"). Either
+way the client is told to retry (:class:`WalUnavailable`), writers read only what is durable,
+and a retry is never mistaken for a duplicate of a record that was refused.
+
 Batches are replayed exactly once: a batch is recorded as in flight (its range, in
 ``checkpoint.json``) before it is handed to a writer; the insert carries a token derived from
 that range, so replaying it after a crash is dropped by ClickHouse if the first attempt had
@@ -36,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from evalhouse.errors import EvalhouseError
 from evalhouse.store import SIGNALS, Signal
 
 logger = logging.getLogger(__name__)
@@ -77,6 +86,30 @@ def _records(handle: BinaryIO, *, payloads: bool = True) -> Iterator[_Record]:
 
 class Backlogged(Exception):
     """The spool is full: the client should retry later."""
+
+
+class WalUnavailable(EvalhouseError):
+    """The request could not be made durable (disk full or failing): retry later."""
+
+    def __init__(self, what: str, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        super().__init__(
+            f"the write-ahead log could not {what} ({reason}); nothing of this request was "
+            "kept: retry later, and free space in the data directory if it is full"
+        )
+        self.errno = exc.errno
+
+
+@dataclass
+class _Ticket:
+    """One appended record until its fsync: durable (``ok``) or refused (``error``)."""
+
+    end: Position
+    digest: bytes
+    spans: int
+    size: int
+    ok: bool = False
+    error: OSError | None = None
 
 
 @dataclass(frozen=True, order=True)
@@ -128,8 +161,11 @@ class Wal:
         self._data = threading.Condition(self._lock)
         self._sync_cond = threading.Condition()
         self._syncing = False
-        self._synced_seq = 0
-        self._seq = 0
+        # Written but not yet fsynced, oldest first; and segments rotated before their fsync.
+        self._unsynced: list[_Ticket] = []
+        self._unsynced_digests: dict[bytes, _Ticket] = {}
+        self._unsynced_fds: list[int] = []
+        self._retire_lock = threading.Lock()
         self._digests: OrderedDict[bytes, int] = OrderedDict()
         self._backlog_spans = 0
         self._checkpoint_path = directory / "checkpoint.json"
@@ -199,6 +235,8 @@ class Wal:
             self._segment = self.committed.segment
         self._fd = os.open(self._path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
         self._offset = os.fstat(self._fd).st_size
+        # What writers may read: everything on disk at start, then what each fsync covered.
+        self._durable = Position(self._segment, self._offset)
         self._compact_dedup_log()
 
     def _pending(self, record_end: Position) -> bool:
@@ -230,76 +268,180 @@ class Wal:
     def append(self, signal: Signal, digest: bytes, spans: int, payload: bytes) -> bool:
         """Make a request durable. Returns False if it is a retry of one already stored.
 
-        Raises :class:`Backlogged` when the spool holds ``max_backlog_bytes`` already.
+        Raises :class:`Backlogged` when the spool holds ``max_backlog_bytes`` already, and
+        :class:`WalUnavailable` when the disk refused the write or the fsync; in both cases
+        nothing of the request is kept.
         """
         now = int(time.time())
         with self._lock:
             seen = self._digests.get(digest)
             if seen is not None and now - seen <= self.dedup_window:
                 return False
-            if self._backlog_bytes >= self.max_backlog_bytes:
-                raise Backlogged(f"{self._backlog_bytes} bytes wait to be written to ClickHouse")
-            header = _HEADER.pack(
-                _MAGIC, SIGNALS.index(signal), len(payload), spans, zlib.crc32(payload), now, digest
-            )
-            record = header + payload
-            os.write(self._fd, record)
-            self._offset += len(record)
-            self._backlog_bytes += len(record)
-            self._backlog_spans += spans
+            ticket = self._unsynced_digests.get(digest)
+            duplicate = ticket is not None
+            if ticket is None:
+                ticket = self._write(signal, digest, spans, payload, now)
+        if ticket.error is None and not ticket.ok:
+            self._sync(ticket)
+        if ticket.error is not None:
+            raise WalUnavailable("fsync the request", ticket.error)
+        return not duplicate
+
+    def _write(
+        self, signal: Signal, digest: bytes, spans: int, payload: bytes, now: int
+    ) -> _Ticket:
+        """Append one record (under ``_lock``); a failed write leaves nothing behind."""
+        if self._backlog_bytes >= self.max_backlog_bytes:
+            raise Backlogged(f"{self._backlog_bytes} bytes wait to be written to ClickHouse")
+        header = _HEADER.pack(
+            _MAGIC, SIGNALS.index(signal), len(payload), spans, zlib.crc32(payload), now, digest
+        )
+        record = header + payload
+        try:
+            if self._fd < 0:
+                self._open_segment()
+            start = self._offset
+            try:
+                _write_all(self._fd, record)
+            except OSError:
+                self._cut(start)
+                raise
+        except OSError as exc:
+            logger.error("could not write a request to the WAL: %s", exc)
+            raise WalUnavailable("write the request", exc) from exc
+        self._offset += len(record)
+        self._backlog_bytes += len(record)
+        self._backlog_spans += spans
+        ticket = _Ticket(Position(self._segment, self._offset), digest, spans, len(record))
+        if self._offset >= self.segment_bytes:
+            self._rotate()
+        if self.fsync:
+            self._unsynced.append(ticket)
+            self._unsynced_digests[digest] = ticket
+        else:
+            ticket.ok = True
             self._remember(digest, now)
-            self._seq += 1
-            seq = self._seq
-            if self._offset >= self.segment_bytes:
-                self._rotate()
+            # The write position: past a full segment once the next is open (so a batch can
+            # end there and the full segment be retired).
+            self._durable = Position(self._segment, self._offset) if self._fd >= 0 else ticket.end
             self._data.notify_all()
-        self._sync(seq)
-        return True
+        return ticket
+
+    def _cut(self, start: int) -> None:
+        """Remove a record that was only partly written; if that fails too, never write to
+        this segment again (a torn record stops a reader, so nothing may follow it)."""
+        try:
+            os.ftruncate(self._fd, start)
+        except OSError as exc:
+            logger.error("could not cut a torn WAL record (%s); starting a new segment", exc)
+            self._offset = start
+            self._rotate()
+
+    def _open_segment(self) -> None:
+        """Start the next segment (numbers only grow: a number is never written twice)."""
+        segment = self._segment + 1
+        fd = os.open(self._path(segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        self._segment, self._fd, self._offset = segment, fd, 0
 
     def _rotate(self) -> None:
+        """Continue in a new segment. Records of the old one are fsynced by the next group
+        commit (which also closes it); opening the new one may fail on a full disk, and the
+        next append tries again."""
         if self.fsync:
-            os.fsync(self._fd)
-        os.close(self._fd)
-        self._segment += 1
-        self._fd = os.open(self._path(self._segment), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-        self._offset = 0
+            self._unsynced_fds.append(self._fd)
+        else:
+            os.close(self._fd)
+        self._fd = -1
+        try:
+            self._open_segment()
+        except OSError as exc:
+            logger.error("could not start a new WAL segment: %s", exc)
+            self._fd = -1
 
-    def _sync(self, seq: int) -> None:
+    def _sync(self, ticket: _Ticket) -> None:
         """Group commit: one fsync covers every record written before it started."""
-        if not self.fsync:
-            return
         with self._sync_cond:
-            while self._synced_seq < seq:
+            while not ticket.ok and ticket.error is None:
                 if self._syncing:
                     self._sync_cond.wait()
                     continue
                 self._syncing = True
                 with self._lock:
-                    target = self._seq
-                    current = self._fd
+                    batch, self._unsynced = self._unsynced, []
+                    rotated, self._unsynced_fds = self._unsynced_fds, []
+                    fds = [*rotated, self._fd] if self._fd >= 0 else rotated
+                    target = Position(self._segment, self._offset)
                 self._sync_cond.release()
+                error: OSError | None = None
                 try:
-                    # Records of a rotated segment were fsynced when it was closed, so
-                    # syncing the current segment covers everything up to ``target``.
-                    os.fsync(current)
-                except OSError:
-                    logger.debug("fsync raced with a segment rotation")
+                    for fd in fds:
+                        os.fsync(fd)
+                except OSError as exc:
+                    error = exc
                 finally:
                     self._sync_cond.acquire()
                     self._syncing = False
-                self._synced_seq = max(self._synced_seq, target)
+                with self._lock:
+                    for fd in rotated:
+                        _close_quietly(fd)
+                    if error is None:
+                        self._synced(batch, target)
+                    else:
+                        self._refuse_unsynced(batch, error)
                 self._sync_cond.notify_all()
 
-    # ---- reading back ---------------------------------------------------------------------
-    def _end(self) -> Position:
-        return Position(self._segment, self._offset)
+    def _synced(self, batch: list[_Ticket], target: Position) -> None:
+        now = int(time.time())
+        for done in batch:
+            done.ok = True
+            self._unsynced_digests.pop(done.digest, None)
+            self._remember(done.digest, now)
+        self._durable = max(self._durable, target)
+        self._data.notify_all()
 
+    def _refuse_unsynced(self, batch: list[_Ticket], error: OSError) -> None:
+        """An fsync failed: refuse every record after the last durable position (those in
+        the failed group and those written since) and remove them from disk."""
+        logger.error("WAL fsync failed (%s); refusing %d request(s)", error, len(batch))
+        refused = [*batch, *self._unsynced]
+        self._unsynced = []
+        for fd in self._unsynced_fds:
+            _close_quietly(fd)
+        self._unsynced_fds = []
+        if self._fd >= 0:
+            _close_quietly(self._fd)
+            self._fd = -1
+        for ticket in refused:
+            ticket.error = error
+            self._unsynced_digests.pop(ticket.digest, None)
+            self._backlog_bytes = max(0, self._backlog_bytes - ticket.size)
+            self._backlog_spans = max(0, self._backlog_spans - ticket.spans)
+        durable = self._durable
+        for segment in range(durable.segment, self._segment + 1):
+            path = self._path(segment)
+            try:
+                if segment == durable.segment:
+                    os.truncate(path, durable.offset)
+                else:
+                    path.unlink(missing_ok=True)
+            except OSError as exc:
+                # Refused records may then come back after a restart and be stored as well
+                # as the client's retry: a duplicate, never a loss.
+                logger.error("could not remove refused WAL records from %s: %s", path.name, exc)
+        self._offset = 0
+        try:
+            self._open_segment()
+        except OSError as exc:
+            logger.error("could not start a new WAL segment: %s", exc)
+            self._fd = -1
+
+    # ---- reading back ---------------------------------------------------------------------
     def wait_for_data(self, timeout: float) -> bool:
         with self._lock:
-            if self._replays or self._end() > self._next:
+            if self._replays or self._durable > self._next:
                 return True
             self._data.wait(timeout)
-            return bool(self._replays) or self._end() > self._next
+            return bool(self._replays) or self._durable > self._next
 
     def claim(self, max_spans: int, max_bytes: int) -> Batch | None:
         """The next batch for a writer, recorded as in flight before it is returned.
@@ -314,16 +456,18 @@ class Wal:
                 if batch is None:  # its data is gone (segments deleted by hand): skip it
                     pending.done = True
                     self._advance()
-                    self._write_checkpoint()
+                    self._save_checkpoint()
                 return batch
             with self._lock:
-                end = self._end()
+                end = self._durable  # never a record whose fsync may still fail
             batch = self._read(self._next, end, max_spans, max_bytes)
             if batch is None:
                 return None
-            self._ranges.append(_Range(batch.start, batch.end))
+            # On disk first: if the checkpoint cannot be written, the batch stays unclaimed.
+            ranges = [*self._ranges, _Range(batch.start, batch.end)]
+            self._write_checkpoint(self.committed, ranges)
+            self._ranges = ranges
             self._next = batch.end
-            self._write_checkpoint()
             return batch
 
     def _read(
@@ -363,38 +507,54 @@ class Wal:
                 if claimed.start == batch.start:
                     claimed.done = True
             self._advance()
-            self._write_checkpoint()
+            self._save_checkpoint()
             committed = self.committed
         with self._lock:
             self._backlog_bytes = max(0, self._backlog_bytes - batch.nbytes)
             self._backlog_spans = max(0, self._backlog_spans - batch.spans)
             current = self._segment
-        for segment in self._segments():
-            if segment < min(committed.segment, current):
-                self._retire(segment)
+        with self._retire_lock:  # two writers committing at once must not retire one segment twice
+            for segment in self._segments():
+                if segment < min(committed.segment, current):
+                    self._retire(segment)
 
     def _advance(self) -> None:
         while self._ranges and self._ranges[0].done:
             self.committed = self._ranges.pop(0).end
 
+    def _save_checkpoint(self) -> None:
+        """Persist the committed position. Failing is tolerable here: the batches behind it
+        are stored, a restart replays them and ClickHouse drops the replay by its token; the
+        next commit writes the checkpoint again."""
+        try:
+            self._write_checkpoint(self.committed, self._ranges)
+        except OSError as exc:
+            logger.error("could not write the WAL checkpoint (%s); retried at the next batch", exc)
+
     def _retire(self, segment: int) -> None:
         """Delete an inserted segment, keeping its digests for the dedup window."""
         path = self._path(segment)
-        with path.open("rb") as handle:
-            digests = [_DIGEST.pack(r.digest, r.seen) for r in _records(handle, payloads=False)]
-        with self._dedup_path.open("ab") as log:
-            log.write(b"".join(digests))
-        path.unlink()
-        if self._dedup_path.stat().st_size > 4 * _DIGEST.size * _MAX_DIGESTS:
-            with self._lock:
-                self._compact_dedup_log()
+        try:
+            with path.open("rb") as handle:
+                digests = [_DIGEST.pack(r.digest, r.seen) for r in _records(handle, payloads=False)]
+            with self._dedup_path.open("ab") as log:
+                log.write(b"".join(digests))
+                log.flush()
+            path.unlink()
+            if self._dedup_path.stat().st_size > 4 * _DIGEST.size * _MAX_DIGESTS:
+                with self._lock:
+                    self._compact_dedup_log()
+        except FileNotFoundError:
+            return
+        except OSError as exc:  # a full disk: the segment stays, retired after a later batch
+            logger.error("could not retire WAL segment %s: %s", path.name, exc)
 
-    def _write_checkpoint(self) -> None:
+    def _write_checkpoint(self, committed: Position, ranges: list[_Range]) -> None:
         state = {
-            "committed": [self.committed.segment, self.committed.offset],
+            "committed": [committed.segment, committed.offset],
             "ranges": [
                 [[r.start.segment, r.start.offset], [r.end.segment, r.end.offset], r.done]
-                for r in self._ranges
+                for r in ranges
             ],
         }
         tmp = self._checkpoint_path.with_suffix(".tmp")
@@ -407,7 +567,30 @@ class Wal:
 
     def close(self) -> None:
         with self._lock:
-            if self.fsync:
-                os.fsync(self._fd)
-            os.close(self._fd)
+            fds = [*self._unsynced_fds, *([self._fd] if self._fd >= 0 else [])]
+            self._unsynced_fds = []
             self._fd = -1
+        for fd in fds:
+            if self.fsync:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    logger.error("WAL fsync at close failed: %s", exc)
+            _close_quietly(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written: a short write is not a success."""
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(0, "the disk accepted no bytes")
+        view = view[written:]
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError as exc:
+        logger.debug("closing a WAL segment failed: %s", exc)

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from evalhouse.collector._metrics import Metrics
 from evalhouse.collector._wal import Batch, Wal
 from evalhouse.errors import EvalhouseError, QueryError
-from evalhouse.store._sink import SpanSink
+from evalhouse.store import SpanSink
 
 logger = logging.getLogger(__name__)
 
@@ -83,18 +83,32 @@ class Writer:
             thread.join(timeout=drain_seconds + 30)
 
     def _run(self, sink: SpanSink) -> None:
+        """One writer thread. An unexpected error (a full disk under the checkpoint, a bug)
+        must not end it silently: it is logged, counted (``writer_errors``) and retried."""
         backoff = 0.5
         while not self._stop.is_set():
-            if not self.wal.wait_for_data(timeout=0.2):
-                continue
-            batch = self.wal.claim(self.max_spans, _MAX_BATCH_BYTES)
-            if batch is None:
-                continue
-            while not self._write(sink, batch):
+            try:
+                self._step(sink)
+                backoff = 0.5
+            except Exception:
+                self.metrics.add("writer_errors")
+                logger.exception("WAL writer error; retrying in %.1f s", backoff)
                 if self._stop.wait(backoff):
-                    return  # the batch stays in the WAL, in flight: replayed on restart
+                    return
                 backoff = min(_MAX_BACKOFF, backoff * 2)
-            backoff = 0.5
+
+    def _step(self, sink: SpanSink) -> None:
+        """Claim the next batch and insert it (retrying with backoff until it is stored)."""
+        if not self.wal.wait_for_data(timeout=0.2):
+            return
+        batch = self.wal.claim(self.max_spans, _MAX_BATCH_BYTES)
+        if batch is None:
+            return
+        backoff = 0.5
+        while not self._write(sink, batch):
+            if self._stop.wait(backoff):
+                return  # the batch stays in the WAL, in flight: replayed on restart
+            backoff = min(_MAX_BACKOFF, backoff * 2)
 
     def _prepare(self) -> None:
         with self._prepare_lock:
@@ -123,9 +137,22 @@ class Writer:
                 logger.warning("spooling to disk: %s", exc)
             self.store_healthy = False
             return False
+        except Exception:
+            # Not the store's answer: a bug or the disk. The batch is kept and retried, so
+            # the committed position is never stuck behind a batch nobody retries.
+            self.metrics.add("writer_errors")
+            logger.exception("unexpected error writing a batch; it is retried")
+            return False
         if not self.store_healthy:
             logger.info("ClickHouse is back; replaying the spool")
         self.store_healthy = True
-        self.wal.commit(batch)
+        try:
+            self.wal.commit(batch)
+        except Exception:
+            # Stored but not marked: the retry inserts it again, and ClickHouse drops that
+            # insert by its deduplication token.
+            self.metrics.add("writer_errors")
+            logger.exception("could not mark a stored batch in the WAL; it is retried")
+            return False
         self.metrics.add("written", batch.spans)
         return True
