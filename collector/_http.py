@@ -1,8 +1,10 @@
-"""OTLP/HTTP receiver: ``POST /v1/traces`` and ``/v1/logs`` (protobuf or JSON, gzip), plus
-``GET /metrics`` (Prometheus text) and ``GET /health``.
+"""OTLP/HTTP receiver: ``POST /v1/traces``, ``/v1/logs`` and ``/v1/metrics`` (protobuf or
+JSON, gzip), plus ``GET /metrics`` (Prometheus text) and ``GET /health``.
 
 Responses follow https://opentelemetry.io/docs/specs/otlp/#otlphttp-response: the same
 encoding as the request; errors carry a google.rpc.Status body; 429/503 carry Retry-After.
+The listener limits (header/body deadlines, body cap = ``max_message_bytes``, request slots with
+``/health`` exempt) are :mod:`evalhouse.asgi`'s, answered in that same Status format.
 """
 
 from __future__ import annotations
@@ -15,13 +17,16 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from evalhouse.collector._auth import UNAUTHENTICATED_MESSAGE, ApiKeys
+from evalhouse.asgi import GuardedApp, Limits
+from evalhouse.auth import UNAUTHENTICATED_MESSAGE, ApiKeys
 from evalhouse.collector._grpc import RETRY_AFTER_SECONDS, export_response
 from evalhouse.collector._ingest import Backlogged, Ingest, InvalidRequest
+from evalhouse.config import Settings
 from evalhouse.errors import EvalhouseError
 from evalhouse.store import Signal
 
@@ -44,30 +49,56 @@ def _status(
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    """The request body, decompressed; at most ``limit`` bytes either way (the wire size is
+    capped before the route runs, by :class:`~evalhouse.asgi.GuardedApp`)."""
+    body = await request.body()
     encoding = request.headers.get("content-encoding", "").strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding not in ("gzip", "deflate"):
         raise InvalidRequest(f"unsupported Content-Encoding {encoding!r}; use gzip or none")
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise InvalidRequest(f"body is not valid {encoding} data ({exc})") from exc
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise _TooLarge
-    return data
+    return _inflate(body, encoding, limit)
 
 
-def otlp_http_app(ingest: Ingest, keys: ApiKeys, max_message_bytes: int) -> Starlette:
+def _inflate(body: bytes, encoding: str, limit: int) -> bytes:
+    """Every gzip/zlib member of ``body`` (RFC 1952 allows several, one after another).
+
+    A member must reach its end-of-stream marker: zlib returns whatever a cut-short stream
+    decodes to, and that prefix used to be stored as if it were the request.
+    """
+    members = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 32)
+        try:
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as exc:
+            raise InvalidRequest(f"body is not valid {encoding} data ({exc})") from exc
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise _TooLarge
+        if not inflater.eof:
+            raise InvalidRequest(
+                f"{encoding} body is truncated: the compressed stream ends before its end "
+                "marker; send the whole compressed body"
+            )
+        members.append(data)
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(members)
+
+
+def _error_reply(headers: Headers, http_status: int, message: str) -> Response:
+    """The listener's own refusals (413 body too large, 503 slots busy) as OTLP errors."""
+    raw_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    code = code_pb2.UNAVAILABLE if http_status == 503 else code_pb2.INVALID_ARGUMENT
+    return _status(code, message, _CONTENT_TYPES.get(raw_type, _JSON), http_status)
+
+
+def otlp_http_app(ingest: Ingest, keys: ApiKeys, settings: Settings) -> GuardedApp:
+    max_message_bytes = settings.max_message_bytes
+
     async def export(request: Request, signal: Signal) -> Response:
         raw_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         content_type = _CONTENT_TYPES.get(raw_type)
@@ -87,7 +118,10 @@ def otlp_http_app(ingest: Ingest, keys: ApiKeys, max_message_bytes: int) -> Star
                 lambda: ingest.export(signal, body, json=content_type == _JSON)
             )
         except _TooLarge:
-            message = f"body is larger than {max_message_bytes} bytes; send smaller batches"
+            message = (
+                f"body is larger than {max_message_bytes} bytes once decompressed; "
+                "send smaller batches"
+            )
             return _status(code_pb2.INVALID_ARGUMENT, message, reply_type, 413)
         except InvalidRequest as exc:
             return _status(code_pb2.INVALID_ARGUMENT, str(exc), reply_type, 400)
@@ -119,6 +153,9 @@ def otlp_http_app(ingest: Ingest, keys: ApiKeys, max_message_bytes: int) -> Star
     async def logs(request: Request) -> Response:
         return await export(request, "logs")
 
+    async def metric_points(request: Request) -> Response:
+        return await export(request, "metrics")
+
     async def metrics(request: Request) -> Response:
         if not keys.allows(request.headers):
             return PlainTextResponse(UNAUTHENTICATED_MESSAGE + "\n", 401)
@@ -129,11 +166,20 @@ def otlp_http_app(ingest: Ingest, keys: ApiKeys, max_message_bytes: int) -> Star
     async def healthcheck(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/v1/traces", traces, methods=["POST"]),
             Route("/v1/logs", logs, methods=["POST"]),
+            Route("/v1/metrics", metric_points, methods=["POST"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/health", healthcheck, methods=["GET"]),
         ]
+    )
+    return GuardedApp(
+        app,
+        Limits.from_settings(settings, max_body_bytes=max_message_bytes),
+        health_paths=frozenset({"/health"}),
+        error=_error_reply,
+        too_large_advice="send smaller batches (a smaller max export batch size in the "
+        "exporter), or raise EVALHOUSE_MAX_MESSAGE_BYTES",
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.collector._grpc import start_grpc
 from evalhouse.collector._http import otlp_http_app
 from evalhouse.collector._ingest import Ingest
@@ -17,8 +17,7 @@ from evalhouse.collector._metrics import Metrics
 from evalhouse.collector._wal import Wal
 from evalhouse.collector._writer import Writer
 from evalhouse.config import Settings
-from evalhouse.store import OtlpSink, Store
-from evalhouse.store._sink import SpanSink
+from evalhouse.store import OtlpSink, SpanSink, Store
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +84,10 @@ class Collector:
     def start(self) -> Addresses:
         s = self.settings
         self.writer.start()
-        self._grpc, grpc_port = start_grpc(
-            self.ingest, self.keys, s.host, s.grpc_port, s.max_message_bytes
-        )
+        self._grpc, grpc_port = start_grpc(self.ingest, self.keys, s)
         try:
             self._http = AsgiServer.start(
-                otlp_http_app(self.ingest, self.keys, s.max_message_bytes),
+                otlp_http_app(self.ingest, self.keys, s),
                 s.host,
                 s.http_port,
                 "OTLP/HTTP",
@@ -105,13 +102,24 @@ class Collector:
         while not self._stop_logging.wait(self.settings.metrics_log_interval):
             logger.info("collector %s", self.metrics.log_line())
 
+    def stop_receiving(self) -> None:
+        """Stop both listeners at once (each lets requests in progress finish, bounded)."""
+        grpc_server, http_server = self._grpc, self._http
+        self._grpc = self._http = None
+        stoppers = []
+        if grpc_server is not None:
+            stoppers.append(threading.Thread(target=lambda: grpc_server.stop(grace=2).wait()))
+        if http_server is not None:
+            stoppers.append(threading.Thread(target=http_server.stop))
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
+
     def stop(self) -> None:
         """Stop receiving, write what is pending (bounded wait), close the log."""
         self._stop_logging.set()
-        if self._grpc is not None:
-            self._grpc.stop(grace=2).wait()
-        if self._http is not None:
-            self._http.stop()
+        self.stop_receiving()
         self.writer.stop()
         self.wal.close()
         for writer_store in self._writer_stores:
