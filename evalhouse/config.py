@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -26,13 +26,16 @@ from pydantic_settings import (
 
 from evalhouse.errors import ConfigError
 
+if TYPE_CHECKING:
+    from evalhouse.store import ReadonlyLimits
+
 __all__ = ["AggregateScore", "Settings", "load_settings"]
 
 CONFIG_FILE_ENV = "EVALHOUSE_CONFIG"
 
 
 class AggregateScore(BaseModel):
-    """A score made of other scores of the same row (issue 5): it appears as a score everywhere.
+    """A score made of other scores of the same row: it appears as a score everywhere.
 
     ``weighted_average`` uses the weights; ``min`` / ``max`` ignore them. A row gets the
     aggregate only when it has every named score (a failed component leaves it out).
@@ -88,6 +91,36 @@ class Settings(BaseSettings):
     )
     max_message_bytes: int = Field(
         16 * 1024 * 1024, gt=0, description="Largest OTLP request body accepted."
+    )
+    # Listener limits: what a stalled, slow or hostile client may hold, and for how long
+    # (evalhouse/asgi.py, collector/_grpc.py; docs/deploy.md "Listener limits").
+    http_header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="An HTTP client must send a request's headers within this many seconds of "
+        "connecting (or of the request's first byte on a kept-alive connection); otherwise it "
+        "is answered 408 and disconnected.",
+    )
+    http_body_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="An HTTP request's body must arrive whole within this many seconds of its "
+        "headers (16 MiB in 60 s needs ~2.3 Mbit/s); otherwise 408 and disconnected.",
+    )
+    http_idle_timeout_seconds: int = Field(
+        30, ge=1, description="A kept-alive HTTP connection without a request this long is closed."
+    )
+    api_max_body_bytes: int = Field(
+        16 * 1024 * 1024,
+        gt=0,
+        description="Largest request body the HTTP API accepts (413 beyond); OTLP bodies are "
+        "capped by max_message_bytes.",
+    )
+    grpc_message_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="An OTLP/gRPC call must deliver its request message within this many "
+        "seconds of opening; otherwise it ends with DEADLINE_EXCEEDED and frees its slot.",
     )
     max_attribute_bytes: int = Field(
         1024 * 1024,
@@ -178,6 +211,62 @@ class Settings(BaseSettings):
         description="Significance level of experiment comparisons (and 1 - confidence level "
         "of their intervals); `evalhouse compare --alpha` overrides it.",
     )
+    # Practical significance of metric changes in comparisons (evaluators/results/_thresholds.py):
+    # a change below these is "unchanged", however small its p-value.
+    compare_duration_min_relative: float = Field(
+        0.10,
+        ge=0,
+        description="A duration metric (task, LLM time) counts as improved or regressed only "
+        "when its mean changed by at least this fraction of the baseline's mean.",
+    )
+    compare_duration_min_ms: float = Field(
+        50.0,
+        ge=0,
+        description="A duration metric counts as improved or regressed only when its mean "
+        "also changed by at least this many milliseconds.",
+    )
+    compare_tokens_min_relative: float = Field(
+        0.05,
+        ge=0,
+        description="A token count counts as improved or regressed only when its mean changed "
+        "by at least this fraction of the baseline's mean.",
+    )
+    compare_cost_min_relative: float = Field(
+        0.05,
+        ge=0,
+        description="Cost counts as improved or regressed only when its mean changed by at "
+        "least this fraction of the baseline's mean.",
+    )
+
+    # Read-only SQL: user SQL (POST /api/sql, evalhouse sql) and the results API.
+    readonly_clickhouse_url: str | None = Field(
+        None,
+        description="DSN of a read-only ClickHouse user for user SQL and the results API "
+        "(server mode; a settings profile with readonly = 2 and limits, grants on evalhouse's "
+        "tables only: docs/deploy.md). Default: the main DSN with readonly = 2 per query.",
+    )
+    sql_max_execution_seconds: float = Field(
+        30.0, gt=0, description="Longest a read-only query may run before it is cancelled."
+    )
+    sql_max_memory_bytes: int = Field(
+        2 * 1024**3, gt=0, description="Most memory one read-only query may use."
+    )
+    sql_max_result_rows: int = Field(
+        1_000_000, gt=0, description="Most rows a read-only query may return."
+    )
+    sql_max_result_bytes: int = Field(
+        1024**3, gt=0, description="Most bytes a read-only query may return."
+    )
+    sql_sessions: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Read-only sessions (queries at once); a request waits up to "
+        "sql_wait_seconds for one, then gets 503 with Retry-After.",
+    )
+    sql_wait_seconds: float = Field(
+        10.0, gt=0, description="How long a read-only query waits for a free session."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -212,6 +301,19 @@ class Settings(BaseSettings):
     @property
     def embedded(self) -> bool:
         return self.dsn.startswith("chdb:")
+
+    def readonly_limits(self) -> ReadonlyLimits:
+        """The limits of every read-only query (``sql_*``)."""
+        from evalhouse.store import ReadonlyLimits
+
+        return ReadonlyLimits(
+            max_execution_seconds=self.sql_max_execution_seconds,
+            max_memory_bytes=self.sql_max_memory_bytes,
+            max_result_rows=self.sql_max_result_rows,
+            max_result_bytes=self.sql_max_result_bytes,
+            sessions=self.sql_sessions,
+            wait_seconds=self.sql_wait_seconds,
+        )
 
     def api_key_values(self) -> frozenset[str]:
         return frozenset(key.get_secret_value() for key in self.api_keys)

@@ -8,13 +8,12 @@ re-run replaces results instead of adding copies.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evalhouse.config import Settings
-from evalhouse.errors import EvalhouseError
+from evalhouse.errors import EvalhouseError, QueryError
 from evalhouse.evaluators._cost import price_data_version
 from evalhouse.evaluators._output import item_for, write_outcomes, write_rows
 from evalhouse.evaluators._rows import compute_row
@@ -68,18 +67,20 @@ class ScoreReport:
     errors: int  # runs that ended in a scorer error
 
 
-def _quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def _matching_traces(store: Store, experiment_id: str, where: str | None) -> list[str]:
-    # The user's filter runs read-only (it is SQL from the command line); the experiment id
-    # is quoted by us.
-    sql = f"SELECT trace_id FROM experiment_rows WHERE experiment_id = {_quote(experiment_id)}"
-    if where:
-        sql += f" AND ({where})"
-    output = store.readonly_query(sql, "JSONEachRow")
-    return [json.loads(line)["trace_id"] for line in output.decode().splitlines() if line]
+    """Trace ids of the experiment's rows, narrowed by the user's ``--where`` (checked with
+    ClickHouse's parser like the results filters, then run read-only)."""
+    sql = "SELECT trace_id FROM experiment_rows WHERE experiment_id = {e:String}"
+    if where and where.strip():
+        try:
+            condition = store.check_expression(where.strip())
+        except QueryError as exc:
+            raise EvalhouseError(
+                f"invalid --where: {exc}; give one SQL condition over experiment_rows columns, "
+                "e.g. --where \"scores['accuracy'] < 0.5\""
+            ) from exc
+        sql += f" AND ({condition})"
+    return [row["trace_id"] for row in store.select(sql, {"e": experiment_id})]
 
 
 def score_experiment(

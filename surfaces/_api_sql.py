@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -12,7 +13,7 @@ from starlette.routing import Route
 
 from evalhouse.config import Settings
 from evalhouse.errors import QueryError, StoreUnavailable
-from evalhouse.store import Store
+from evalhouse.store import SessionsBusy, Store
 from evalhouse.surfaces._api_common import error
 
 # Output formats offered to users; the name is checked against this list, never pasted raw.
@@ -33,6 +34,22 @@ SQL_FORMATS = (
 )
 
 _USAGE = 'body must be JSON: {"query": "SELECT ...", "format": "CSV"}'
+_RETRY_AFTER_SECONDS = 2
+_DISCONNECT_POLL_SECONDS = 0.25
+
+
+async def _unless_disconnected(request: Request, store: Store, sql: str, fmt: str) -> bytes:
+    """Run the query; if the client goes away first, cancel it in the engine (a runaway
+    query would otherwise hold a read-only session until its time limit)."""
+    tag = store.new_query_tag()
+    task = asyncio.ensure_future(run_in_threadpool(store.readonly_query, sql, fmt, tag=tag))
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=_DISCONNECT_POLL_SECONDS)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            await run_in_threadpool(store.cancel, tag)
+            return await task
 
 
 def routes(store: Store, settings: Settings) -> list[Route]:
@@ -47,9 +64,13 @@ def routes(store: Store, settings: Settings) -> list[Route]:
         if fmt not in SQL_FORMATS:
             return error(400, f"unknown format {fmt!r}; choose one of {', '.join(SQL_FORMATS)}")
         try:
-            output = await run_in_threadpool(store.readonly_query, payload["query"], fmt)
+            output = await _unless_disconnected(request, store, payload["query"], fmt)
         except QueryError as exc:
             return error(400, str(exc))
+        except SessionsBusy as exc:
+            response = error(503, str(exc))
+            response.headers["Retry-After"] = str(_RETRY_AFTER_SECONDS)
+            return response
         except StoreUnavailable as exc:
             return error(503, str(exc))
         return Response(output, 200, media_type="text/plain; charset=utf-8")

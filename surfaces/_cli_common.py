@@ -53,7 +53,12 @@ def open_store(settings: Settings) -> Any:
     """The store the settings name (DSN and cluster); the caller closes it."""
     from evalhouse.store import Store
 
-    return Store(settings.dsn, cluster=settings.cluster)
+    return Store(
+        settings.dsn,
+        cluster=settings.cluster,
+        readonly=settings.readonly_limits(),
+        readonly_dsn=settings.readonly_clickhouse_url,
+    )
 
 
 def api_request(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
+from typing import Any
 
 from evalhouse.errors import EvalhouseError
+from evalhouse.store import Store
 from evalhouse.surfaces._cli_common import (
     Commands,
     api_request,
@@ -34,8 +37,7 @@ def register(commands: Commands) -> None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from evalhouse.store import Topology, migrate
-    from evalhouse.store._migrations import statements
+    from evalhouse.store import Topology, migrate, statements
 
     settings = settings_from(args)
     if args.print:
@@ -52,6 +54,33 @@ def _migrate(args: argparse.Namespace) -> int:
     else:
         print(f"schema is up to date on {store.safe_dsn}")
     return 0
+
+
+def _interruptible(store: Store, query: str, fmt: str) -> bytes:
+    """Run the query on a thread, so Ctrl-C cancels it in the engine instead of waiting
+    for the engine call to return (signals reach Python only between calls)."""
+    tag = store.new_query_tag()
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["output"] = store.readonly_query(query, fmt, tag=tag)
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=run, name="evalhouse-sql", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        store.cancel(tag)
+        worker.join()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    output: bytes = outcome["output"]
+    return output
 
 
 def _sql(args: argparse.Namespace) -> int:
@@ -76,7 +105,7 @@ def _sql(args: argparse.Namespace) -> int:
             )
         store = open_store(settings)
         try:
-            output = store.readonly_query(args.query, args.format)
+            output = _interruptible(store, args.query, args.format)
         finally:
             store.close()
     sys.stdout.buffer.write(output)

@@ -4,7 +4,8 @@
 ClickHouse's ``readonly=1`` and returns ClickHouse's output in that format. This is how
 ``evalhouse sql`` reaches an embedded store that ``evalhouse serve`` holds. Each group of
 routes lives in an ``_api_*`` module with a ``routes(store, settings)`` function; API keys,
-when configured, guard every route except ``GET /api/health``.
+when configured, guard every route except ``GET /api/health``. Bodies are capped at
+``api_max_body_bytes`` and the listener limits of :mod:`evalhouse.asgi` apply to every route.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.asgi import GuardedApp, Limits
+from evalhouse.auth import ApiKeys
 from evalhouse.config import Settings, load_settings
 from evalhouse.store import Store
 from evalhouse.surfaces import (
@@ -23,7 +25,7 @@ from evalhouse.surfaces import (
     _api_traces,
     _ui,
 )
-from evalhouse.surfaces._api_common import RequireApiKey
+from evalhouse.surfaces._api_common import PUBLIC_PATHS, RequireApiKey
 from evalhouse.surfaces._api_sql import SQL_FORMATS
 
 __all__ = ["SQL_FORMATS", "api_app"]
@@ -39,11 +41,20 @@ _ROUTE_MODULES = (
 )
 
 
-def api_app(store: Store, keys: ApiKeys, settings: Settings | None = None) -> Starlette:
+def api_app(store: Store, keys: ApiKeys, settings: Settings | None = None) -> GuardedApp:
     """The API and UI over ``store``; ``settings`` (read once, default: the environment and
-    evalhouse.toml) give the routes their scorer, judge and comparison settings."""
+    evalhouse.toml) give the routes their scorer, judge and comparison settings, and the
+    listener its limits."""
     settings = settings if settings is not None else load_settings()
-    return Starlette(
+    app = Starlette(
         routes=[route for module in _ROUTE_MODULES for route in module.routes(store, settings)],
         middleware=[Middleware(RequireApiKey, keys=keys)],
+    )
+    return GuardedApp(
+        app,
+        Limits.from_settings(settings, max_body_bytes=settings.api_max_body_bytes),
+        # Probes (the public paths) are answered even when every request slot is busy.
+        health_paths=PUBLIC_PATHS,
+        too_large_advice="send less per request (split a dataset upload into several), or "
+        "raise EVALHOUSE_API_MAX_BODY_BYTES",
     )

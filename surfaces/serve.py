@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from evalhouse.asgi import AsgiServer, bind
+from evalhouse.auth import ApiKeys
 from evalhouse.collector import Collector
-from evalhouse.collector._auth import ApiKeys
 from evalhouse.config import Settings
 from evalhouse.store import migrate
 from evalhouse.surfaces._cli_common import open_store
@@ -51,6 +51,14 @@ def _wait_for_signal() -> None:
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
     stop.wait()
+
+
+def _side_by_side(stops: list[Any]) -> None:
+    threads = [threading.Thread(target=stop, name="evalhouse-stop") for stop in stops]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def _check_ports(settings: Settings, with_api: bool) -> None:
@@ -112,10 +120,19 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
         _wait_for_signal()
         announce("shutting down: writing pending spans...")
     finally:
-        if evaluator is not None:
-            evaluator.stop()
+        # A runaway read-only query would hold its session (and keep the API busy) until its
+        # time limit: cancel them before waiting for anything to stop. Then the evaluator, the
+        # API and the collector's listeners stop side by side (each bounded), so that SIGTERM
+        # ends serve within 10 s; the writer drains what is pending last.
+        store.cancel()
+        _side_by_side(
+            [
+                *([evaluator.stop] if evaluator is not None else []),
+                *([api.stop] if api is not None else []),
+                collector.stop_receiving,
+            ]
+        )
         if api is not None:
-            api.stop()
             server_file(settings.data_dir).unlink(missing_ok=True)
         collector.stop()
         store.close()

@@ -19,7 +19,7 @@ from test_evaluator_daemon import experiment
 from test_evaluator_spans import evaluate, write
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.store import Store
 from evalhouse.surfaces._api_evaluator import score_request
 from evalhouse.surfaces.api import api_app
@@ -123,6 +123,23 @@ def test_a_bad_where_or_unknown_experiment_is_a_400_and_scores_nothing(
     assert status == 400 and "no experiment 'nope'" in answer["error"]
     status, answer = api.post("/api/experiments/nope/reprice", {})
     assert status == 400 and "no experiment 'nope'" in answer["error"]
+    assert stored_scores(store) == []
+
+
+@pytest.mark.parametrize(
+    ("where", "refusal"),
+    [
+        ("1) OR (1", "Unmatched parentheses"),  # would have escaped the experiment filter
+        ("`file`('/etc/hostname') != ''", "function file() is not allowed"),
+        ("row_id IN (SELECT row_id FROM experiment_rows)", "subqueries are not allowed"),
+    ],
+)
+def test_a_where_cannot_escape_the_experiment_or_read_files(
+    api: Api, store: Store, where: str, refusal: str
+) -> None:
+    body = {"scorers": ["exact_match"], "where": where}
+    status, answer = api.post("/api/experiments/exp-1/score", body)
+    assert status == 400 and refusal in answer["error"], answer
     assert stored_scores(store) == []
 
 

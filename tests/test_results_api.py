@@ -17,7 +17,7 @@ import pytest
 from test_results_seed import T0, Row, clear, results_database, seed
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.config import AggregateScore
 from evalhouse.errors import EvalhouseError
 from evalhouse.evaluators.results import Results
@@ -166,13 +166,18 @@ def test_api_keys_are_enforced(api: Api) -> None:
         ("/api/experiments/nope", 404, "no experiment with id or name 'nope'"),
         ("/api/experiments/cand/rows?where=nosuch%20%3E%201", 400, "nosuch"),
         ("/api/experiments/cand/rows?where=1%3B%20DROP%20TABLE%20scores", 400, "';'"),
-        ("/api/experiments/cand/rows?where=1)%20OR%20(1", 400, "closes nothing"),
+        ("/api/experiments/cand/rows?where=1)%20OR%20(1", 400, "Unmatched parentheses"),
         ("/api/experiments/cand/rows?limit=lots", 400, "limit='lots' must be an integer"),
         ("/api/experiments/cand/rows?order=up", 400, "one of asc, desc"),
         ("/api/experiments/cand?colour=red", 400, "unknown parameter 'colour'"),
         ("/api/compare", 400, "needs the parameter candidate"),
         ("/api/compare?candidate=base", 400, "no earlier run"),
         ("/api/compare?candidate=cand&key=trace_id%20IN%20otel_traces", 400, "IN takes a list"),
+        (
+            "/api/compare?candidate=cand&key=%60file%60('/etc/hostname')",
+            400,
+            "function file() is not allowed",
+        ),
         ("/api/experiments/cand/export?format=xlsx", 400, "format='xlsx' must be one of"),
         ("/api/benchmark", 400, "needs the parameter dataset"),
     ],

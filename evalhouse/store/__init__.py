@@ -8,23 +8,52 @@
 from __future__ import annotations
 
 from evalhouse.store._client import Store, quote_identifier, redact_dsn
-from evalhouse.store._migrations import MIGRATIONS, Migration, migrate
+from evalhouse.store._dataset_schema import ROWS_TABLE, STAGING_TABLE, VERSIONS_TABLE
+from evalhouse.store._evaluator_schema import EVALUATOR_SCOPE, SHARDS
+from evalhouse.store._experiment_index_schema import EXPERIMENT_SPAN
+from evalhouse.store._guard import QueryRefused
+from evalhouse.store._migrations import MIGRATIONS, Migration, migrate, statements
 from evalhouse.store._normalise import NORMALISED_COLUMNS, NormalisedColumn
-from evalhouse.store._otlp import SIGNALS, Signal
+from evalhouse.store._otlp import (
+    SIGNALS,
+    Signal,
+    envelope_class,
+    ingest_class,
+    item_fields,
+    lenient_class,
+    lenient_item_class,
+)
+from evalhouse.store._readonly import ReadonlyLimits, SessionsBusy
 from evalhouse.store._schema import Topology
-from evalhouse.store._sink import OtlpSink
+from evalhouse.store._sink import OtlpSink, SpanSink
 
 __all__ = [
+    "EVALUATOR_SCOPE",
+    "EXPERIMENT_SPAN",
     "MIGRATIONS",
     "NORMALISED_COLUMNS",
+    "ROWS_TABLE",
+    "SHARDS",
     "SIGNALS",
+    "STAGING_TABLE",
+    "VERSIONS_TABLE",
     "Migration",
     "NormalisedColumn",
     "OtlpSink",
+    "QueryRefused",
+    "ReadonlyLimits",
+    "SessionsBusy",
     "Signal",
+    "SpanSink",
     "Store",
     "Topology",
+    "envelope_class",
+    "ingest_class",
+    "item_fields",
+    "lenient_class",
+    "lenient_item_class",
     "migrate",
     "quote_identifier",
     "redact_dsn",
+    "statements",
 ]

@@ -18,13 +18,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from evalhouse.errors import DataDirLocked, QueryError, StoreUnavailable
+from evalhouse.store._guard import (
+    Catalog,
+    QueryRefused,
+    check_expression,
+    check_statement,
+    parse_tree,
+)
+from evalhouse.store._readonly import READER_ROLE, ReadonlyLimits, ReadonlySessions, engine_path
 
 if TYPE_CHECKING:
     from evalhouse.store._schema import Topology
 
 logger = logging.getLogger(__name__)
-
-_SAFE_DSN_PARTS = ("scheme", "hostname", "port", "path")
 
 # The embedded engine allocates through its own jemalloc, which keeps freed pages for 5 s and
 # hands them back only while it allocates again: an idle process held 1.2 GiB after one big
@@ -59,25 +65,46 @@ class Store:
     [(1,)]
 
     ``cluster`` names the ClickHouse cluster the schema lives on: writes then carry the
-    settings :meth:`Topology.insert_settings` asks for.
+    settings :meth:`Topology.insert_settings` asks for. Read-only queries (user SQL, the
+    results API) run on a pool of sessions of their own under ``readonly`` limits, on
+    ``readonly_dsn`` when given (a server user with a read-only profile, docs/deploy.md).
     """
 
     def __init__(
-        self, dsn: str, *, database: str | None = None, cluster: str | None = None
+        self,
+        dsn: str,
+        *,
+        database: str | None = None,
+        cluster: str | None = None,
+        readonly: ReadonlyLimits | None = None,
+        readonly_dsn: str | None = None,
     ) -> None:
         self.dsn = dsn
         self.database = database
         self.cluster = cluster
+        self.readonly_limits = readonly or ReadonlyLimits()
+        self.readonly_dsn = readonly_dsn
         self._client: Any = None
-        # User SQL runs on a client of its own: on chDB ``readonly=1`` stays on the client
-        # that ran it, and would then refuse the collector's inserts.
-        self._readonly_client: Any = None
         self._lock = threading.RLock()
+        self._sessions = ReadonlySessions(
+            self._connect_readonly,
+            self._lock_down,
+            self.readonly_limits,
+            self.safe_dsn,
+            embedded=self.embedded,
+        )
+        self._catalog: Catalog | None = None
 
     def another(self) -> Store:
         """A Store on the same database with a client of its own: calls on one client are
         serialised, so threads that must not wait for each other each take one."""
-        return Store(self.dsn, database=self.database, cluster=self.cluster)
+        return Store(
+            self.dsn,
+            database=self.database,
+            cluster=self.cluster,
+            readonly=self.readonly_limits,
+            readonly_dsn=self.readonly_dsn,
+        )
 
     @property
     def embedded(self) -> bool:
@@ -107,15 +134,20 @@ class Store:
     def safe_dsn(self) -> str:
         return redact_dsn(self.dsn)
 
-    def _connect(self) -> Any:
-        if self.embedded:
-            _tune_embedded_allocator()
+    def _connect(self, dsn: str | None = None, **options: Any) -> Any:
         import clickhouse_connect
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
+        dsn = dsn or self.dsn
+        if self.embedded:
+            _tune_embedded_allocator()
+            path = self.embedded_path
+            assert path is not None
+            # Every client passes the same start-up options; the engine reads them once.
+            options["path"] = engine_path(path)
         try:
             if self.database:
-                admin = clickhouse_connect.get_client(dsn=self.dsn)
+                admin = clickhouse_connect.get_client(dsn=dsn, **options)
                 try:
                     admin.command(
                         f"CREATE DATABASE IF NOT EXISTS {quote_identifier(self.database)}"
@@ -123,8 +155,8 @@ class Store:
                 finally:
                     if not self.embedded:
                         admin.close()
-                return clickhouse_connect.get_client(dsn=self.dsn, database=self.database)
-            return clickhouse_connect.get_client(dsn=self.dsn)
+                return clickhouse_connect.get_client(dsn=dsn, database=self.database, **options)
+            return clickhouse_connect.get_client(dsn=dsn, **options)
         except ClickHouseError as exc:
             raise self._translate(exc) from exc
         except (OSError, RuntimeError) as exc:
@@ -135,21 +167,173 @@ class Store:
                 self.safe_dsn, text.splitlines()[0] if text else repr(exc)
             ) from exc
 
-    def client(self, *, readonly: bool = False) -> Any:
+    def client(self) -> Any:
         """The live clickhouse-connect client (connecting on first use)."""
         with self._lock:
-            if readonly:
-                if self._readonly_client is None:
-                    client = self._connect()
-                    if self.embedded:
-                        # chDB keeps a SET on its client: read-only once, for good (a
-                        # per-call setting costs ~9 ms of setting snapshots and restores).
-                        client.command("SET readonly = 1")
-                    self._readonly_client = client
-                return self._readonly_client
             if self._client is None:
                 self._client = self._connect()
             return self._client
+
+    # ---- read-only sessions -----------------------------------------------------------------
+    def _connect_readonly(self) -> Any:
+        if self.embedded:
+            return self._connect()
+        # No session id: each query is a session of its own on the server.
+        return self._connect(self.readonly_dsn, autogenerate_session_id=False)
+
+    def _lock_down(self, client: Any) -> None:
+        """Make a fresh embedded session read-only for good: the reader role, the limits,
+        then ``readonly=1`` (which forbids changing any of them afterwards). chDB keeps a SET
+        on its client; a per-call setting there costs ~9 ms of snapshots and restores."""
+        if not self.embedded:
+            return
+        client.command(f"SET ROLE {READER_ROLE}")
+        for name, value in self.readonly_limits.settings().items():
+            client.command(f"SET {name} = {{value:String}}", parameters={"value": str(value)})
+        client.command("SET readonly = 1")
+
+    def _readonly_settings(self) -> dict[str, Any] | None:
+        """Per-query settings on a server: the limits, and ``readonly=2`` unless a read-only
+        DSN's profile sets it (2 forbids writes and lets these limits through)."""
+        if self.embedded:
+            return None
+        settings = self.readonly_limits.settings()
+        if self.readonly_dsn is None:
+            settings["readonly"] = 2
+        return settings
+
+    def _run_readonly(self, client: Any, method: str, sql: str, tag: str, **kwargs: Any) -> Any:
+        from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+        self._sessions.started(tag)
+        try:
+            return getattr(client, method)(
+                ReadonlySessions.tagged(sql, tag), settings=self._readonly_settings(), **kwargs
+            )
+        except ClickHouseError as exc:
+            raise self._translate(exc) from exc
+        finally:
+            self._sessions.finished(tag)
+
+    def _parse(self, client: Any, sql: str) -> tuple[str, Catalog, Any]:
+        """The engine's normalised text of ``sql`` (one statement), its tree and the catalog."""
+        from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+
+        try:
+            canonical = client.query(
+                "SELECT formatQuerySingleLine({q:String}) AS q", parameters={"q": sql}
+            ).result_rows[0][0]
+            # A command, not a query: a query gets a FORMAT clause appended, which would
+            # belong to the statement being explained. The answer is TabSeparated, so a
+            # name holding a line break arrives escaped and cannot forge a line of the tree.
+            tree = str(client.command(f"EXPLAIN AST {canonical}"))
+            if self._catalog is None:
+                database = client.query("SELECT currentDatabase()").result_rows[0][0]
+                self._catalog = self._read_catalog(database)
+        except ClickHouseError as exc:
+            error = self._translate(exc)
+            if "Multi-statements are not allowed" in str(error):
+                raise QueryRefused(
+                    "one statement at a time: ';' ends a statement (Multi-statements are not "
+                    "allowed); send each statement in a request of its own"
+                ) from exc
+            raise error from exc
+        return canonical, self._catalog, parse_tree(tree)
+
+    def _read_catalog(self, database: str) -> Catalog:
+        """Names the checks need, read once on the main client (read-only sessions run under
+        result-size limits that a list of every function could exceed)."""
+
+        def names(sql: str) -> frozenset[str]:
+            return frozenset(row[0] for row in self.query(sql))
+
+        return Catalog(
+            database=database,
+            other_databases=names("SELECT name FROM system.databases") - {database},
+            table_functions=names("SELECT lower(name) FROM system.table_functions"),
+            functions=names("SELECT lower(name) FROM system.functions"),
+        )
+
+    def readonly_query(
+        self, sql: str, fmt: str = "TabSeparatedWithNames", *, tag: str | None = None
+    ) -> bytes:
+        """Run a user's statement read-only, in ``fmt``: checked with ClickHouse's parser
+        (``evalhouse/store/_guard.py``), on a session of its own, under the limits.
+
+        ``tag`` names the run for :meth:`cancel`. Raises :class:`QueryError` (a subclass,
+        ``QueryRefused``, for what read-only SQL may not do) or :class:`StoreUnavailable`.
+        """
+        tag = tag or ReadonlySessions.new_tag()
+        with self._sessions.session() as client:
+            canonical, catalog, tree = self._parse(client, sql)
+            check_statement(tree, catalog, canonical)
+            result: bytes = self._run_readonly(client, "raw_query", canonical, tag, fmt=fmt)
+        return self._capped(result)
+
+    def _capped(self, output: bytes) -> bytes:
+        """The engine checks result limits per block read from a table; a result made in
+        one block from no table (``arrayJoin(range(...))``) passes, so check what came back."""
+        limit = self.readonly_limits.max_result_bytes
+        if len(output) > limit:
+            raise QueryError(
+                f"the result is {len(output)} bytes, more than sql_max_result_bytes ({limit}); "
+                "select fewer rows or columns (LIMIT) or aggregate"
+            )
+        return output
+
+    def check_expression(self, expression: str) -> str:
+        """The engine's normalised text of one SQL expression a user wrote (a filter, a
+        key); raises ``QueryRefused`` unless it is exactly one expression, read-only."""
+        with self._sessions.session() as client:
+            canonical, catalog, tree = self._parse(client, f"SELECT {expression}")
+        check_expression(tree, catalog)
+        return canonical.removeprefix("SELECT ")
+
+    def select(
+        self, sql: str, parameters: dict[str, Any] | None = None, *, tag: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Rows (as dicts) of evalhouse's own read-only query, on a read-only session under
+        the limits; user expressions in it must have passed :meth:`check_expression`."""
+        with self._sessions.session() as client:
+            result = self._run_readonly(
+                client, "query", sql, tag or ReadonlySessions.new_tag(), parameters=parameters
+            )
+        names = result.column_names
+        return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+
+    def select_raw(
+        self, sql: str, parameters: dict[str, Any] | None, fmt: str, *, tag: str | None = None
+    ) -> bytes:
+        """Like :meth:`select`, ClickHouse's own output in format ``fmt``."""
+        with self._sessions.session() as client:
+            data: bytes = self._run_readonly(
+                client,
+                "raw_query",
+                sql,
+                tag or ReadonlySessions.new_tag(),
+                parameters=parameters,
+                fmt=fmt,
+            )
+        return self._capped(data)
+
+    @staticmethod
+    def new_query_tag() -> str:
+        """A tag for :meth:`readonly_query` / :meth:`select`, to :meth:`cancel` it by."""
+        return ReadonlySessions.new_tag()
+
+    def cancel(self, *tags: str) -> None:
+        """Stop the read-only queries running under these tags (default: all of them)."""
+        running = (
+            [t for t in tags if self._sessions.is_running(t)]
+            if tags
+            else (self._sessions.running())
+        )
+        if not running:
+            return
+        try:
+            self._call("command", ReadonlySessions.kill_statement(running))
+        except (QueryError, StoreUnavailable) as exc:
+            logger.warning("could not cancel %d read-only queries: %s", len(running), exc)
 
     def _translate(self, exc: Exception) -> Exception:
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
@@ -162,6 +346,10 @@ class Store:
         if self.embedded and ("Cannot lock file" in text or "EmbeddedServer" in text):
             return DataDirLocked(self.dsn.removeprefix("chdb://"))
         if isinstance(exc, DatabaseError):
+            if self.embedded:
+                # A query that failed while running leaves its partial output on the chDB
+                # connection, which the next query would read as its own: start afresh.
+                self._forget_clients()
             code = _error_code(text)
             return QueryError(_short_message(text), code)
         self._forget_clients()
@@ -170,12 +358,11 @@ class Store:
     def _forget_clients(self) -> None:
         with self._lock:
             self._client = None
-            self._readonly_client = None
 
-    def _call(self, method: str, *args: Any, readonly: bool = False, **kwargs: Any) -> Any:
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
-        client = self.client(readonly=readonly)
+        client = self.client()
         try:
             return getattr(client, method)(*args, **kwargs)
         except ClickHouseError as exc:
@@ -209,13 +396,6 @@ class Store:
             "command", sql, parameters=parameters, settings=self.write_settings(settings)
         )
 
-    def readonly_query(self, sql: str, fmt: str = "TabSeparatedWithNames") -> bytes:
-        """Run user SQL with ClickHouse's ``readonly=1``: SELECT/SHOW/DESCRIBE only."""
-        # A server gets the setting with each query; the embedded client has it set already.
-        settings = None if self.embedded else {"readonly": 1}
-        result: bytes = self._call("raw_query", sql, fmt=fmt, settings=settings, readonly=True)
-        return result
-
     def insert_raw(
         self,
         table: str,
@@ -245,12 +425,13 @@ class Store:
         return True
 
     def close(self) -> None:
+        """Cancel running read-only queries, then close every client."""
+        self.cancel()
+        self._sessions.close()
         with self._lock:
-            clients = (self._client, self._readonly_client)
-            self._client = self._readonly_client = None
-        for client in clients:
-            if client is not None:
-                client.close()
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
 
 def quote_identifier(name: str) -> str:
@@ -281,5 +462,6 @@ def _short_message(text: str) -> str:
     """ClickHouse's message without the stack trace and version noise."""
     at = text.find("DB::Exception:")
     message = text[at + len("DB::Exception:") :] if at >= 0 else text
-    message = message.split("Stack trace")[0].strip()
+    for cut in ("Stack trace", " In scope ", " In query ", "(version "):
+        message = message.split(cut)[0]
     return " ".join(message.split())[:500]

@@ -211,7 +211,7 @@ def export_rows(
     selected = ", ".join(f"`{name}`" for name in chosen)
     rows = query(
         store,
-        f"SELECT {selected} FROM ({rows_sql(aggregates, where)}) "
+        f"SELECT {selected} FROM ({rows_sql(store, aggregates, where)}) "
         "ORDER BY started_at, row_id, trial, trace_id",
         {"ids": [experiment.id]},
     )

@@ -146,7 +146,8 @@ def rows_page(
             raise InvalidRequest(f"errors={errors!r}: use only or scorer_errors")
         conditions.append(ERROR_FILTERS[errors])
     order_by = _order(sort, order, parameters)
-    source = f"SELECT * FROM ({rows_sql(aggregates, where)}) WHERE {' AND '.join(conditions)}"
+    rows_of = rows_sql(store, aggregates, where)
+    source = f"SELECT * FROM ({rows_of}) WHERE {' AND '.join(conditions)}"
     rows = query(
         store,
         f"SELECT {', '.join(ROW_FIELDS)} FROM ({source}) ORDER BY {order_by} "

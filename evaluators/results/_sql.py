@@ -1,7 +1,8 @@
 """SQL plumbing shared by the results modules: the read-only runner, the row source, values.
 
-Every results query is a SELECT, so all of them run on the store's read-only client with
-ClickHouse's ``readonly=1``: a user's filter or key expression cannot write, whatever it says.
+Every results query is a SELECT, so all of them run on the store's read-only sessions
+(``readonly=1``, time and memory limits): a user's filter or key expression cannot write,
+whatever it says.
 Values are bound server-side (``{name:Type}`` placeholders), never formatted into the text.
 """
 
@@ -14,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evalhouse.config import AggregateScore
-from evalhouse.errors import QueryError, StoreUnavailable
 from evalhouse.evaluators.results._aggregate import aggregate_columns
 from evalhouse.evaluators.results._errors import InvalidRequest
 from evalhouse.evaluators.results._filters import check_expression
@@ -47,43 +47,14 @@ METRICS: tuple[str, ...] = (
 )
 
 
-def _short(text: str) -> str:
-    """ClickHouse's message without the stack trace, the echoed query and version noise."""
-    at = text.rfind("DB::Exception:")
-    message = text[at + len("DB::Exception:") :] if at >= 0 else text
-    for cut in ("Stack trace", " In scope ", " In query ", "(version "):
-        message = message.split(cut)[0]
-    return " ".join(message.split())[:500]
-
-
-def _call(store: Store, method: str, sql: str, parameters: Mapping[str, Any], **kw: Any) -> Any:
-    from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
-    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
-
-    client = store.client(readonly=True)
-    try:
-        return getattr(client, method)(
-            sql, parameters=dict(parameters), settings={"readonly": 1}, **kw
-        )
-    except OperationalError as exc:
-        raise StoreUnavailable(store.safe_dsn, _short(str(exc))) from exc
-    except DatabaseError as exc:
-        raise QueryError(_short(str(exc))) from exc
-    except ClickHouseError as exc:
-        raise StoreUnavailable(store.safe_dsn, _short(str(exc))) from exc
-
-
 def query(store: Store, sql: str, parameters: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Rows of a read-only query, as dicts."""
-    result = _call(store, "query", sql, parameters)
-    names = result.column_names
-    return [dict(zip(names, row, strict=True)) for row in result.result_rows]
+    """Rows of a read-only query, as dicts (a read-only session, under the SQL limits)."""
+    return store.select(sql, dict(parameters))
 
 
 def raw_query(store: Store, sql: str, parameters: Mapping[str, Any], fmt: str) -> bytes:
     """ClickHouse's own output of a read-only query in format ``fmt``."""
-    data: bytes = _call(store, "raw_query", sql, parameters, fmt=fmt)
-    return data
+    return store.select_raw(sql, dict(parameters), fmt)
 
 
 def row_source(aggregates: Mapping[str, AggregateScore], ids: str = "ids") -> str:
@@ -161,7 +132,9 @@ def group_expression(
     raise InvalidRequest(f"cannot group by {by!r}; group by one of: {GROUPS}")
 
 
-def rows_sql(aggregates: Mapping[str, AggregateScore], where: str | None = None) -> str:
+def rows_sql(
+    store: Store, aggregates: Mapping[str, AggregateScore], where: str | None = None
+) -> str:
     """:func:`row_source`, narrowed by a user's ``where`` expression (checked first).
 
     The filter applies to a subquery that holds only the chosen experiments' rows, so even an
@@ -170,4 +143,4 @@ def rows_sql(aggregates: Mapping[str, AggregateScore], where: str | None = None)
     source = row_source(aggregates)
     if where is None or not where.strip():
         return source
-    return f"SELECT * FROM ({source}) WHERE ({check_expression(where, 'where')})"
+    return f"SELECT * FROM ({source}) WHERE ({check_expression(store, where, 'where')})"

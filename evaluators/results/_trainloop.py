@@ -132,7 +132,7 @@ def trainloop_results(
     """
     experiment = resolve(store, reference)
     parameters = {"ids": [experiment.id]}
-    source = rows_sql(aggregates)
+    source = rows_sql(store, aggregates)
     rows = query(store, _ROWS.format(rows=source), parameters)
     span = query(store, _SPAN.format(rows=source), parameters)[0]
     duration = clean(span["duration"]) or 0.0

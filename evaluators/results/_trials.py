@@ -101,7 +101,7 @@ def trials(
     experiment = resolve(store, reference)
     rows = query(
         store,
-        _TRIALS.format(rows=rows_sql(aggregates, where)),
+        _TRIALS.format(rows=rows_sql(store, aggregates, where)),
         {
             "ids": [experiment.id],
             "tolerance": tolerance,
