@@ -11,7 +11,7 @@ from evalhouse.errors import EvalhouseError
 from evalhouse.scoring import Score
 
 SummaryStatus = Literal["ready", "pending", "unavailable"]
-BaselineStatus = Literal["compared", "not_found", "unavailable"]
+BaselineStatus = Literal["compared", "means_only", "not_found", "unavailable"]
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class ServerSummary:
     input_tokens: int = 0
     output_tokens: int = 0
     total_tokens: int = 0
-    # None when any row's model has no known price: never a silent $0 (DESIGN.md).
+    # None when any row's model has no known price: never a silent $0.
     cost_usd: float | None = None
     unpriced_rows: int = 0
     cost_provenance: tuple[str, ...] = ()
@@ -70,34 +70,71 @@ class ServerSummary:
 
 @dataclass(frozen=True)
 class ScoreComparison:
+    """One score against the baseline.
+
+    ``verdict``, ``diff`` and ``p_value`` are the server's paired comparison: the verdict
+    ``evalhouse compare`` prints for the same pair (``improved``, ``regressed``,
+    ``no significant change``, ``insufficient data``). They are None when the server has not
+    computed this run yet: then only the plain difference of the means is known, a *drop*
+    at most, never a regression. ``missing`` says why a score could not be compared.
+    """
+
     name: str
     mean: float | None
     baseline_mean: float | None
+    verdict: str | None = None
+    diff: float | None = None
+    p_value: float | None = None
+    missing: str | None = None
 
     @property
     def delta(self) -> float | None:
+        """The server's paired difference, else the difference of the means."""
+        if self.diff is not None:
+            return self.diff
         if self.mean is None or self.baseline_mean is None:
             return None
         return self.mean - self.baseline_mean
 
     @property
     def regressed(self) -> bool:
-        """A plain drop in mean (issue 5 brings the significance test)."""
+        """The server's paired comparison says this score regressed significantly."""
+        return self.verdict == "regressed"
+
+    @property
+    def dropped(self) -> bool:
+        """The mean is lower than the baseline's: no significance test, only a difference."""
         delta = self.delta
         return delta is not None and delta < -1e-9
 
 
 @dataclass(frozen=True)
 class BaselineComparison:
+    """This run against a baseline.
+
+    ``status``: ``compared`` (the server's paired comparison), ``means_only`` (the server had
+    not computed this run: score means only, no significance test), ``not_found`` or
+    ``unavailable``; ``message`` says why when not ``compared``, ``reason`` which run the
+    baseline is and why that one.
+    """
+
     name: str
     status: BaselineStatus
     message: str = ""
     experiment_id: str | None = None
     scores: tuple[ScoreComparison, ...] = ()
+    reason: str = ""
+    alpha: float | None = None
 
     @property
     def regressions(self) -> list[str]:
+        """Scores whose regression the server's paired comparison found significant."""
         return [score.name for score in self.scores if score.regressed]
+
+    @property
+    def drops(self) -> list[str]:
+        """Scores whose mean is lower than the baseline's (no significance test)."""
+        return [score.name for score in self.scores if score.dropped]
 
 
 @dataclass(frozen=True)
@@ -127,7 +164,8 @@ class ExperimentResult:
 
     @property
     def regressions(self) -> list[str]:
-        """Score names whose mean dropped against the baseline."""
+        """Scores the server's paired comparison says regressed significantly against the
+        baseline (the verdict of ``evalhouse compare``; a plain drop in mean is not one)."""
         return self.baseline.regressions if self.baseline is not None else []
 
     def compare(self, baseline: str | None = None, **options: Any) -> dict[str, Any]:
@@ -224,22 +262,12 @@ def _format(result: ExperimentResult) -> list[str]:
             line = f"    {name:<{width}}  {_number(summary.mean)}  ({summary.count} scored"
             line += f", {summary.errors} errors)" if summary.errors else ")"
             comparison = compared.get(name)
-            if comparison is not None and comparison.delta is not None:
-                line += f"  baseline {_number(comparison.baseline_mean)} ({comparison.delta:+.3f})"
-                line += "  REGRESSED" if comparison.regressed else ""
+            if comparison is not None:
+                line += _format_comparison(comparison)
             lines.append(line)
     lines.extend(_format_server(result.summary))
-    if result.baseline is not None and result.baseline.status != "compared":
-        lines.append(f"  Baseline {result.baseline.name}: {result.baseline.message}")
-    elif result.baseline is not None:
-        lines.append(
-            f"  Baseline {result.baseline.name} ({result.baseline.experiment_id}): "
-            + (
-                f"regressed: {', '.join(result.baseline.regressions)}"
-                if result.baseline.regressions
-                else "no score dropped"
-            )
-        )
+    if result.baseline is not None:
+        lines.append(_format_baseline(result.baseline))
     for row in result.errors[:5]:
         lines.append(f"  Error in row {row.row_id} trial {row.trial}: {row.error}")
     if len(result.errors) > 5:
@@ -252,6 +280,51 @@ def _format(result: ExperimentResult) -> list[str]:
     lines.extend(f"  Warning: {warning}" for warning in result.warnings)
     lines.append(f"  View: {result.url}")
     return lines
+
+
+def verdict_label(verdict: str) -> str:
+    """A verdict as the CLI prints it: the two that matter in capitals.
+
+    >>> verdict_label("regressed"), verdict_label("no significant change")
+    ('REGRESSED', 'no significant change')
+    """
+    return verdict.upper() if verdict in ("regressed", "improved") else verdict
+
+
+def _format_comparison(comparison: ScoreComparison) -> str:
+    if comparison.missing:
+        return f"  baseline: not compared ({comparison.missing})"
+    delta = comparison.delta
+    if delta is None:
+        return ""
+    text = f"  baseline {_number(comparison.baseline_mean)} ({delta:+.3f}"
+    if comparison.verdict is None:
+        return text + (")  drop" if comparison.dropped else ")")
+    p_value = "-" if comparison.p_value is None else f"{comparison.p_value:.3g}"
+    return text + f", p={p_value})  {verdict_label(comparison.verdict)}"
+
+
+def _format_baseline(baseline: BaselineComparison) -> str:
+    head = f"  Baseline {baseline.name}"
+    if baseline.status in ("not_found", "unavailable"):
+        return f"{head}: {baseline.message}"
+    head += f" ({baseline.experiment_id}" + (f"; {baseline.reason})" if baseline.reason else ")")
+    if baseline.status == "means_only":
+        drops = ", ".join(baseline.drops)
+        return (
+            f"{head}: no significance test ({baseline.message}); "
+            + (f"drop in the mean of {drops}" if drops else "no score mean dropped")
+            + " (a drop is not a verdict: compare later with 'evalhouse compare')"
+        )
+    alpha = f" at alpha {baseline.alpha:g}" if baseline.alpha is not None else ""
+    if baseline.regressions:
+        found = ", ".join(
+            f"{s.name} ({s.delta:+.3f}, p={s.p_value:.3g})"
+            for s in baseline.scores
+            if s.regressed and s.delta is not None and s.p_value is not None
+        )
+        return f"{head}: significant regression{alpha} of {found}"
+    return f"{head}: no significant regression{alpha} (the server's paired comparison)"
 
 
 def _format_server(summary: ServerSummary) -> list[str]:

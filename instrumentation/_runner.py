@@ -443,7 +443,7 @@ async def run_experiment_async(
     comparison = None
     if baseline:
         comparison = await asyncio.to_thread(
-            compare_baseline, client, baseline, experiment.experiment_id, summaries
+            compare_baseline, client, baseline, experiment.experiment_id, summaries, summary
         )
     result = ExperimentResult(
         experiment_id=experiment.experiment_id,
@@ -499,7 +499,11 @@ def run_experiment(
       else 16); rows being scored are bounded by the same number, separately, so a slow
       scorer does not hold a task slot. ``timeout``: seconds per task call (a sync task
       cannot be interrupted: after its timeout it runs on in its thread, result discarded).
-    - ``baseline``: compare score means with the latest earlier experiment of that name.
+    - ``baseline``: compare with this experiment (an id, or a name: its latest run whose rows
+      did not all error; this run's own name means its previous run). The result carries the
+      server's paired comparison, the verdicts ``evalhouse compare`` prints; when the server
+      has not computed this run within ``summary_timeout``, only the score means (a *drop*,
+      never a regression).
     - ``api_url`` / ``api_key``: the evalhouse API for metrics and the baseline (default
       ``EVALHOUSE_API_URL`` / ``EVALHOUSE_API_KEY``); ``summary_timeout`` seconds to wait for
       the server's metrics (default 10), after which they are reported pending.

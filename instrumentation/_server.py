@@ -133,29 +133,120 @@ def compare_baseline(
     baseline: str,
     experiment_id: str,
     summaries: Mapping[str, ScorerSummary],
+    summary: ServerSummary,
 ) -> BaselineComparison:
-    """This run's score means against the latest earlier experiment named ``baseline``."""
+    """This run against ``baseline`` (an id, or a name: its latest usable run; this run's own
+    name means its previous run).
+
+    When the server has computed this run (``summary`` ready), the answer is its paired
+    comparison, ``GET /api/compare``: the verdicts ``evalhouse compare`` prints. Otherwise
+    only the score means can be set side by side (``means_only``), which says nothing about
+    significance. Never raises.
+    """
+    if summary.status == "ready":
+        return _server_comparison(client, baseline, experiment_id, summaries)
+    return _means_only(client, baseline, experiment_id, summaries, summary)
+
+
+def _server_comparison(
+    client: ApiClient, baseline: str, experiment_id: str, summaries: Mapping[str, ScorerSummary]
+) -> BaselineComparison:
     try:
-        listed = client.get("/api/experiments", {"name": baseline, "limit": 2})
+        body = client.get(
+            "/api/compare", {"candidate": experiment_id, "baseline": baseline, "limit": 1}
+        )
+    except ApiError as exc:
+        # 404: no experiment has that id or name; 400: no usable earlier run.
+        if exc.status in (400, 404):
+            return BaselineComparison(baseline, "not_found", f"nothing to compare with: {exc}")
+        return BaselineComparison(baseline, "unavailable", f"cannot compare: {_why(exc)}")
     except EvalhouseError as exc:
         return BaselineComparison(baseline, "unavailable", f"cannot compare: {_why(exc)}")
-    items = listed.get("experiments") if isinstance(listed, dict) else None
-    earlier = [
-        item
-        for item in (items if isinstance(items, list) else [])
-        if isinstance(item, dict) and item.get("experiment_id") != experiment_id
-    ]
-    if not earlier:
-        return BaselineComparison(
-            baseline, "not_found", f"no earlier experiment named {baseline!r} on the server"
+    scores = body.get("scores") or {}
+    compared = []
+    for name in sorted({*summaries, *scores}):
+        server = scores.get(name) or {}
+        own = summaries.get(name)
+        compared.append(
+            ScoreComparison(
+                name,
+                own.mean if own is not None else _float(server.get("candidate_mean")),
+                _float(server.get("baseline_mean")),
+                verdict=server.get("verdict") if not server.get("missing") else None,
+                diff=_float(server.get("diff")),
+                p_value=_float(server.get("p_value")),
+                missing=server.get("missing")
+                or (None if server else "the server compared no matched row with this score"),
+            )
         )
-    means = earlier[0].get("scores") or {}
-    if not isinstance(means, dict):
-        means = {}
+    chosen = body.get("baseline") or {}
+    return BaselineComparison(
+        baseline,
+        "compared",
+        experiment_id=str(chosen.get("experiment_id")),
+        scores=tuple(compared),
+        reason=str(body.get("baseline_reason") or ""),
+        alpha=_float(body.get("alpha")),
+    )
+
+
+def _means_only(
+    client: ApiClient,
+    baseline: str,
+    experiment_id: str,
+    summaries: Mapping[str, ScorerSummary],
+    summary: ServerSummary,
+) -> BaselineComparison:
+    why = (
+        "the server has not computed this run yet"
+        if summary.status == "pending"
+        else f"the server cannot compare ({summary.message})"
+    )
+    try:
+        found = _usable_run(client, baseline, experiment_id)
+    except EvalhouseError as exc:
+        return BaselineComparison(baseline, "unavailable", f"cannot compare: {_why(exc)}")
+    if found is None:
+        return BaselineComparison(
+            baseline,
+            "not_found",
+            f"nothing to compare with: no earlier run {baseline!r} on the server",
+        )
+    item, reason = found
+    scores = item.get("scores")
+    means: Mapping[str, Any] = scores if isinstance(scores, dict) else {}
     compared = tuple(
-        ScoreComparison(name, summary.mean, _float(means.get(name)))
-        for name, summary in summaries.items()
+        ScoreComparison(name, own.mean, _float(means.get(name))) for name, own in summaries.items()
     )
     return BaselineComparison(
-        baseline, "compared", experiment_id=str(earlier[0].get("experiment_id")), scores=compared
+        baseline,
+        "means_only",
+        why,
+        experiment_id=str(item.get("experiment_id")),
+        scores=compared,
+        reason=reason,
     )
+
+
+def _usable_run(
+    client: ApiClient, baseline: str, experiment_id: str
+) -> tuple[Mapping[str, Any], str] | None:
+    """The run ``baseline`` stands for as the server chooses it: the latest usable run of that
+    name (``usable``: not every row errored) other than this one, else the run with that id."""
+    listed = client.get("/api/experiments", {"name": baseline, "usable": "true", "limit": 2})
+    items = listed.get("experiments") if isinstance(listed, dict) else None
+    for item in items if isinstance(items, list) else []:
+        if isinstance(item, dict) and item.get("experiment_id") != experiment_id:
+            return item, f"the latest usable run named {baseline!r}"
+    if baseline == experiment_id:
+        return None
+    try:
+        body = _experiment(client, baseline)
+    except ApiError as exc:
+        if exc.status == 404:
+            return None
+        raise
+    item = (body or {}).get("experiment")
+    if isinstance(item, dict) and item.get("experiment_id") == baseline:
+        return item, "pinned by id"
+    return None

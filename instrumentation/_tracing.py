@@ -17,9 +17,11 @@ Decisions (documented for users in the ``init`` docstring):
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -104,7 +106,11 @@ def init(
       ``http://localhost:4318`` (HTTP; ``/v1/traces`` is appended to a bare base URL).
     - ``protocol``: ``"grpc"`` (default) or ``"http/protobuf"``; default
       ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`` / ``OTEL_EXPORTER_OTLP_PROTOCOL``.
-    - ``service_name``: default ``OTEL_SERVICE_NAME``; ``OTEL_RESOURCE_ATTRIBUTES`` is merged.
+    - ``service_name``: default ``OTEL_SERVICE_NAME`` (or ``service.name`` in
+      ``OTEL_RESOURCE_ATTRIBUTES``, which is merged), else the program's name as OTel
+      distributions derive it: the package of ``python -m pkg``, else the script's file name
+      (``python support_bot.py`` -> ``support_bot``); ``unknown_service:python`` only when
+      there is none (an interactive interpreter).
     - ``api_key`` (default ``EVALHOUSE_API_KEY``) is sent as ``authorization: Bearer``, on top
       of ``headers`` and ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS``.
     - ``capture_content`` (default ``EVALHOUSE_CAPTURE_CONTENT``, else True): LLM messages on
@@ -198,7 +204,12 @@ def _start(service_name: str | None, key: tuple[Any, ...], processor: SpanProces
             logger.info("evalhouse: using the app's TracerProvider and its service name")
     else:
         attributes = {"service.name": service_name} if service_name else {}
-        provider = TracerProvider(resource=Resource.create(attributes))
+        resource = Resource.create(attributes)
+        named = str(resource.attributes.get("service.name", ""))
+        program = program_name()
+        if named.startswith("unknown_service") and program:
+            resource = Resource.create({"service.name": program})
+        provider = TracerProvider(resource=resource)
         if isinstance(current, trace.ProxyTracerProvider):
             trace.set_tracer_provider(provider)
             if trace.get_tracer_provider() is not provider:  # lost a race with the app
@@ -208,6 +219,23 @@ def _start(service_name: str | None, key: tuple[Any, ...], processor: SpanProces
     provider.add_span_processor(switch)
     tracing = Tracing(endpoint=None, protocol=None, shares_app_provider=shares, provider=provider)
     return _State(provider, switch, key, service_name, tracing)
+
+
+def program_name() -> str | None:
+    """The name of the running program: the module of ``python -m pkg`` (``pkg``), else the
+    script's file name without ``.py``; None in an interactive interpreter.
+
+    Used as the default ``service.name`` instead of the SDK's ``unknown_service:python``.
+    """
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    module = getattr(spec, "name", "") or ""
+    if module:
+        return module.removesuffix(".__main__") or None
+    path = getattr(main, "__file__", None) or (sys.argv[0] if sys.argv else "")
+    if not path or path in ("-c", "-"):
+        return None
+    return Path(path).stem or None
 
 
 def _repoint(state: _State, key: tuple[Any, ...], processor: SpanProcessor) -> None:

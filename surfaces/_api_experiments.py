@@ -89,6 +89,12 @@ ENDPOINTS: dict[str, Endpoint] = {
             (
                 Param("name", "str", "Experiment name."),
                 Param("dataset", "str", "Dataset name."),
+                Param(
+                    "usable",
+                    "bool",
+                    "Only runs that can be a baseline: at least one row whose task did not error.",
+                    False,
+                ),
                 Param("limit", "int", "Page size.", 50, 1, 1000),
                 Param("offset", "int", "Experiments to skip.", 0, 0, 2**62),
             ),
@@ -304,6 +310,7 @@ def _dispatch(
             name=v["name"],
             dataset=v["dataset"],
             metadata=meta,
+            usable=v["usable"],
             limit=v["limit"],
             offset=v["offset"],
         )
@@ -492,6 +499,4 @@ def experiment_routes(results: Results) -> list[Route]:
 
 def routes(store: Store, settings: Settings) -> list[Route]:
     """The results routes, with the aggregate scores and alpha of the settings in force."""
-    return experiment_routes(
-        Results(store, settings.aggregate_scores, alpha=settings.compare_alpha)
-    )
+    return experiment_routes(Results.from_settings(store, settings))

@@ -5,10 +5,16 @@ code and ``if __name__ == "__main__":`` blocks run), and every ``run_experiment`
 is collected. A file that ran no experiment that way has its top-level functions named
 ``eval_*`` (taking no arguments, sync or async) called in file order.
 
-Exit status: 0; 1 when ``--baseline`` is given and the server's paired comparison says a
-score regressed significantly (``evalhouse compare``'s verdict; when the server cannot
-compare, a plain drop in a score's mean counts instead, and the output says so); 2 when a
-file could not be run or ran no experiment (the other files still run and print).
+Exit status (the summary printed says the same):
+
+- 0: no score regressed significantly against ``--baseline`` (or no ``--baseline``, or no
+  earlier run to compare with yet: the output says so);
+- 1: the server's paired comparison says a score regressed significantly: the verdict
+  ``evalhouse compare`` prints for the same pair, with its p-value;
+- 2: a file could not be run or ran no experiment (the other files still run and print);
+- 3: ``--baseline`` was given but the server could not compare (it had not computed the run
+  within ``--summary-timeout``, or is unreachable): a drop in a mean is shown, never counted
+  as a regression.
 """
 
 from __future__ import annotations
@@ -29,12 +35,18 @@ def register(commands: Commands) -> None:
     parser = commands.add_parser(
         "eval",
         help="run eval files (that call run_experiment or define eval_* functions)",
-        description="Run eval files and print a summary of each experiment they run. "
-        "Exit 1 when a score regressed significantly against --baseline, 2 when a file fails.",
+        description="Run eval files and print a summary of each experiment they run. With "
+        "--baseline, each run is compared with it by the server's paired comparison (the "
+        "verdict 'evalhouse compare' prints). Exit 1 when a score regressed significantly, 2 "
+        "when a file fails, 3 when the server could not compare (a plain drop in a mean is "
+        "shown, never counted as a regression).",
     )
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="eval file(s)")
     parser.add_argument(
-        "--baseline", metavar="NAME", help="compare with the latest experiment of this name"
+        "--baseline",
+        metavar="ID_OR_NAME",
+        help="compare with this experiment: an id pins one run; a name means its latest run "
+        "whose rows did not all error (the experiment's own name: its previous such run)",
     )
     parser.add_argument("--endpoint", help="OTLP endpoint (default OTEL_* or localhost:4317)")
     parser.add_argument("--protocol", choices=("grpc", "http/protobuf"), help="default grpc")
@@ -51,13 +63,13 @@ def register(commands: Commands) -> None:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from evalhouse.instrumentation import init
-    from evalhouse.instrumentation._session import EvalSession
+    from evalhouse.instrumentation import EvalSession, init
 
     if args.endpoint or args.protocol:
         init(endpoint=args.endpoint, protocol=args.protocol)
     failures = 0
     regressed: list[str] = []
+    unchecked: list[str] = []
     for path in args.files:
         session = EvalSession(
             baseline=args.baseline, api_url=args.api_url, summary_timeout=args.summary_timeout
@@ -67,7 +79,7 @@ def _eval(args: argparse.Namespace) -> int:
             print(result.format(), flush=True)
             print()
             if args.baseline:
-                regressed.extend(_regressions(result, args.baseline))
+                _gate(result, regressed, unchecked)
         if problem is not None:
             print(f"evalhouse eval: {problem}", file=sys.stderr)
             failures += 1
@@ -75,40 +87,44 @@ def _eval(args: argparse.Namespace) -> int:
         return 2
     if regressed:
         print(
-            f"evalhouse eval: scores regressed against baseline {args.baseline}: "
+            f"evalhouse eval: scores regressed significantly against baseline {args.baseline}: "
             + "; ".join(regressed),
             file=sys.stderr,
         )
         return 1
+    if unchecked:
+        print(
+            f"evalhouse eval: not checked against baseline {args.baseline}: "
+            + "; ".join(unchecked),
+            file=sys.stderr,
+        )
+        return 3
     return 0
 
 
-def _regressions(result: Any, baseline: str) -> list[str]:
-    """Scores that regressed significantly; a plain drop in mean when the server can't say."""
-    from evalhouse.errors import EvalhouseError
-
-    if result.summary.status == "ready":
-        try:
-            compared = result.compare(baseline)
-        except EvalhouseError as exc:
-            print(f"evalhouse eval: no significance test ({exc})", file=sys.stderr)
-        else:
-            return [
-                f"{result.name}: {name} ({score['diff']:+.3f}, p={score['p_value']})"
-                for name, score in compared["scores"].items()
-                if score["verdict"] == "regressed"
-            ]
-    print(
-        f"evalhouse eval: {result.name}: the server has not computed this run's rows, "
-        "so a drop in mean counts as a regression",
-        file=sys.stderr,
-    )
-    return [f"{result.name}: {name}" for name in result.regressions]
+def _gate(result: Any, regressed: list[str], unchecked: list[str]) -> None:
+    """Sort a run by its baseline comparison: the server's verdicts, or why there are none."""
+    baseline = result.baseline
+    if baseline is None:
+        return
+    if baseline.status == "compared":
+        regressed.extend(
+            f"{result.name}: {score.name} ({score.delta:+.3f}, p={score.p_value:.3g})"
+            for score in baseline.scores
+            if score.regressed and score.delta is not None and score.p_value is not None
+        )
+    elif baseline.status == "not_found":
+        print(f"evalhouse eval: {result.name}: {baseline.message}", file=sys.stderr)
+    else:
+        unchecked.append(
+            f"{result.name}: {baseline.message}; see 'evalhouse compare {result.experiment_id}' "
+            "once the server has its rows, or raise --summary-timeout"
+        )
 
 
 def _run_file(path: Path, session: Any) -> str | None:
     """Run one eval file inside ``session``; a one-line problem, or None when it went well."""
-    from evalhouse.instrumentation._session import collecting
+    from evalhouse.instrumentation import collecting
 
     if not path.is_file():
         return f"{path}: no such file"

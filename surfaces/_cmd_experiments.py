@@ -7,7 +7,9 @@ in-process with :func:`_api_experiments.answer`. Either way ``--json`` prints th
 without it, readable tables.
 
 ``compare --fail-on-regression`` exits 1 only when a chosen score (``--score``, default every
-score) regressed significantly at ``--alpha``; it prints the verdict table either way.
+score) regressed significantly at ``--alpha``; it prints the verdict table either way. The
+verdicts are the server's (``evaluators/results/_compare.py``), printed as they are. A pipe
+closed early (``| head``) ends the command quietly (``surfaces/cli.py``).
 """
 
 from __future__ import annotations
@@ -109,11 +111,16 @@ def register(commands: Commands) -> None:
 
 _COMPARE_HELP = "compare a candidate experiment with a baseline (paired statistics)"
 _COMPARE_DOC = (
-    "Compare CANDIDATE with BASELINE (ids, or names for their latest run); with only one "
-    "experiment, the baseline is its previous run of the same name (else dataset). Rows are "
-    "matched by input (or --key), trials averaged per input, then compared pairwise: mean "
-    "difference, confidence interval and p-value (paired t-test) per score and metric. "
-    "--fail-on-regression exits 1 only on a significant regression of the chosen scores."
+    "Compare CANDIDATE with BASELINE (an id pins a run; a name means its latest run whose rows "
+    "did not all error); with only one experiment, the baseline is its previous such run of "
+    "the same name (else dataset), and the output says which and why. Rows are matched by "
+    "input (or --key), trials averaged per input, then compared pairwise: mean difference, "
+    "confidence interval and p-value (paired t-test) per score and metric. A verdict is "
+    "IMPROVED or REGRESSED only when significant at --alpha and, for metrics, at least the "
+    "practical threshold (10%% and 50 ms for durations, 5%% for tokens and cost; settings "
+    "compare_*): smaller changes are 'unchanged'. This verdict is the one 'evalhouse eval "
+    "--baseline', the SDK and the web UI print. --fail-on-regression exits 1 only on a "
+    "significant regression of the chosen scores."
 )
 
 
@@ -165,7 +172,7 @@ def _fetch(args: argparse.Namespace, name: str, path: Mapping[str, str], query: 
 
     store = open_store(settings)
     try:
-        results = Results(store, settings.aggregate_scores, alpha=settings.compare_alpha)
+        results = Results.from_settings(store, settings)
         result = answer(results, name, path, params)
     except QueryError as exc:
         if "experiment_rows" in str(exc) or "experiment_row_metrics" in str(exc):
@@ -204,6 +211,19 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def _usd(value: Any) -> str:
     return "unknown" if value is None else f"${value:.6f}"
+
+
+def _cost_source(provenance: Mapping[str, int]) -> str:
+    """Where a total cost comes from, from its rows' provenance counts: ``inferred``,
+    ``provided+inferred``, ``no model calls``...
+
+    >>> _cost_source({"provided": 0, "inferred": 4, "none": 1})
+    'inferred'
+    """
+    kinds = [k for k in ("provided", "inferred", "partly_unknown", "unknown") if provenance.get(k)]
+    if kinds:
+        return "+".join(kind.replace("_", " ") for kind in kinds)
+    return "no model calls" if provenance.get("none") else "-"
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -255,10 +275,22 @@ def _list(args: argparse.Namespace) -> int:
             _scores_line(e["scores"]),
             _num(e["avg_task_duration_ms"], 1),
             _usd(e["total_cost_usd"]),
+            _cost_source(e.get("cost_provenance") or {}),
         )
         for e in body["experiments"]
     ]
-    header = ("created", "name", "id", "dataset", "rows", "errors", "scores", "avg ms", "cost")
+    header = (
+        "created",
+        "name",
+        "id",
+        "dataset",
+        "rows",
+        "errors",
+        "scores",
+        "avg ms",
+        "cost",
+        "cost source",
+    )
     print(_table(header, rows))
     print(f"{len(rows)} of {body['total']} experiments")
     return 0
@@ -277,10 +309,11 @@ def _trend(args: argparse.Namespace) -> int:
             _scores_line(r["scores"]),
             _num(r["avg_task_duration_ms"], 1),
             _usd(r["avg_cost_usd"]),
+            _cost_source(r.get("cost_provenance") or {}),
         )
         for r in body["runs"]
     ]
-    print(_table(("created", "id", "scores", "avg ms", "cost/row"), rows))
+    print(_table(("created", "id", "scores", "avg ms", "cost/row", "cost source"), rows))
     for name, trend in body["trend"].items():
         change = "-" if trend["change"] is None else f"{trend['change']:+.4f}"
         print(f"  {name}: {trend['direction']} ({change} vs the previous run)")
@@ -303,6 +336,12 @@ def _show(args: argparse.Namespace) -> int:
         print(f"  metadata {json.dumps(e['metadata'], ensure_ascii=False)}")
     print()
     print(_scores_table(body["scores"]))
+    if body["scores"]:
+        level = f"{(1 - body.get('alpha', 0.05)) * 100:g}%"
+        print(
+            f"Intervals: {level}, within [0, 1]; method per score: wilson (pass/fail scores), "
+            "wilson_effective_n (continuous scores); see docs/results-api.md"
+        )
     print()
     print(_metrics_table(body["metrics"]))
     cost = body["cost"]
@@ -338,13 +377,15 @@ def _scores_table(scores: Mapping[str, Any]) -> str:
             name,
             _num(s["mean"]),
             f"[{_num(s['ci_low'])}, {_num(s['ci_high'])}]",
+            s.get("ci_method") or "-",
             _num(s["stddev"]),
             s["count"],
             s["errors"],
         )
         for name, s in scores.items()
     ]
-    return _table(("score", "mean", "interval", "stddev", "count", "errors"), rows)
+    header = ("score", "mean", "interval", "method", "stddev", "count", "errors")
+    return _table(header, rows)
 
 
 def _metrics_table(metrics: Mapping[str, Any]) -> str:
@@ -374,7 +415,8 @@ def _trials(args: argparse.Namespace) -> int:
         for i in body["inputs"]
     ]
     print(_table(("row", "input", "trials", "flaky", "scores: mean±sd [min, max]"), rows))
-    print(f"{body['flaky']} flaky of {body['total']} inputs shown by this filter")
+    matching = f" matching --where {args.where}" if args.where else ""
+    print(f"{body['flaky']} flaky of {body['total']} inputs{matching}")
     return 0
 
 
@@ -400,13 +442,18 @@ def _compare(args: argparse.Namespace) -> int:
         _print_comparison(body, args.rows)
     if not args.fail_on_regression:
         return 0
-    watched = args.score or list(body["scores"])
+    watched = args.score or [n for n, s in body["scores"].items() if not s.get("missing")]
     missing = [name for name in watched if name not in body["scores"]]
     if missing:
         raise EvalhouseError(
             f"no matched rows carry score {', '.join(map(repr, missing))}; scores compared: "
             f"{', '.join(body['scores']) or 'none'}"
         )
+    uncompared = [
+        f"{n} ({body['scores'][n]['missing']})" for n in watched if body["scores"][n].get("missing")
+    ]
+    if uncompared:
+        raise EvalhouseError(f"cannot check score {'; '.join(uncompared)}")
     regressed = [name for name in watched if body["scores"][name]["verdict"] == "regressed"]
     if regressed:
         print(
@@ -418,7 +465,14 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def _comparison_rows(items: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+def _verdict(c: Mapping[str, Any]) -> str:
+    if c.get("missing"):
+        return "not compared"
+    verdict = str(c["verdict"])
+    return verdict.upper() if verdict in ("regressed", "improved") else verdict
+
+
+def _comparison_rows(items: Mapping[str, Any], *, metrics: bool) -> list[tuple[Any, ...]]:
     return [
         (
             name,
@@ -428,16 +482,22 @@ def _comparison_rows(items: Mapping[str, Any]) -> list[tuple[Any, ...]]:
             f"[{_num(c['ci_low'], 4)}, {_num(c['ci_high'], 4)}]",
             _num(c["p_value"], 4),
             f"{c['improvements']}/{c['regressions']}/{c['unchanged']}",
-            c["verdict"].upper() if c["verdict"] in ("regressed", "improved") else c["verdict"],
+            *((_num(c["min_change"], 4),) if metrics else ()),
+            _verdict(c),
         )
         for name, c in items.items()
     ]
 
 
+def _missing_lines(items: Mapping[str, Any]) -> list[str]:
+    return [f"  {name}: {c['missing']}" for name, c in items.items() if c.get("missing")]
+
+
 def _print_comparison(body: Mapping[str, Any], shown: int) -> None:
     b, c = body["baseline"], body["candidate"]
     print(
-        f"Baseline  {b['experiment_name']} ({b['experiment_id']}, {b['rows']} rows)\n"
+        f"Baseline  {b['experiment_name']} ({b['experiment_id']}, {b['rows']} rows): "
+        f"{body.get('baseline_reason') or 'given'}\n"
         f"Candidate {c['experiment_name']} ({c['experiment_id']}, {c['rows']} rows)"
     )
     unmatched = body["unmatched"]
@@ -448,9 +508,22 @@ def _print_comparison(body: Mapping[str, Any], shown: int) -> None:
     )
     header = ("", "baseline", "candidate", "diff", "interval", "p", "+/-/=", "verdict")
     print()
-    print(_table(("score", *header[1:]), _comparison_rows(body["scores"])))
+    print(_table(("score", *header[1:]), _comparison_rows(body["scores"], metrics=False)))
+    for line in _missing_lines(body["scores"]):
+        print(line)
     print()
-    print(_table(("metric", *header[1:]), _comparison_rows(body["metrics"])))
+    metric_header = ("metric", *header[1:-1], "min change", "verdict")
+    print(_table(metric_header, _comparison_rows(body["metrics"], metrics=True)))
+    for line in _missing_lines(body["metrics"]):
+        print(line)
+    print(
+        f"Cost source: baseline {_cost_source(b.get('cost_provenance') or {})}, "
+        f"candidate {_cost_source(c.get('cost_provenance') or {})}"
+    )
+    print(
+        "A metric counts as improved or regressed only when significant and at least its min "
+        "change (practical thresholds: evalhouse.toml compare_*)."
+    )
     worst = [row for row in body["rows"][:shown] if row["diffs"]]
     if worst:
         print()
@@ -486,13 +559,32 @@ def _benchmark(args: argparse.Namespace) -> int:
             _num(g["score"]),
             _usd(g["cost_total_usd"]),
             _usd(g["cost_per_row_usd"]),
+            _cost_source(g.get("cost_provenance") or {}),
             _num(g["avg_task_duration_ms"], 1),
             g["total_tokens"],
         )
         for g in body["groups"]
     ]
-    header = ("group", "experiments", "rows", "score", "cost", "cost/row", "avg ms", "tokens")
+    header = (
+        "group",
+        "experiments",
+        "rows",
+        "score",
+        "cost",
+        "cost/row",
+        "cost source",
+        "avg ms",
+        "tokens",
+    )
     print(_table(header, rows))
+    for g in body["groups"]:
+        if g.get("cost_missing"):
+            print(f"  cost of {g['key']}: unknown ({g['cost_missing']})")
+    versions = sorted(
+        {g["price_data_version"] for g in body["groups"] if g.get("price_data_version")}
+    )
+    if versions:
+        print(f"Inferred costs priced with {', '.join(versions)}")
     print(f"Best overall: {body['best_overall']}; best value (score per $): {body['best_value']}")
     savings = body["cost_savings"]
     if savings:

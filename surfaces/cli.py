@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -54,7 +55,27 @@ def _quiet_drivers(record: logging.LogRecord) -> bool:
     )
 
 
+def _reader_went_away() -> int:
+    """The reader of our output closed it (``evalhouse ... | head``): stop quietly, exit 0,
+    as Unix tools do. Further writes (the final flush at exit) go to /dev/null."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # no real stdout (captured in tests): nothing to redirect
+        pass
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a broken pipe shows here, not in the flush at exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if getattr(args, "log_info", False) else logging.WARNING,
@@ -70,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EvalhouseError as exc:
         print(f"evalhouse {args.command}: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        raise  # main() ends quietly
     except OSError as exc:
         print(f"evalhouse {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -97,9 +99,12 @@ def test_trials_flags_the_unstable_input(shared: Store, capsys: pytest.CaptureFi
     out, _ = cli(capsys, shared, "experiments", "trials", "run-a")
     lines = out.splitlines()
     assert "FLAKY" not in out  # same score in both trials of every input
-    assert lines[-1] == "0 flaky of 3 inputs shown by this filter"
+    # Issue 17: no "shown by this filter" when there is no filter.
+    assert lines[-1] == "0 flaky of 3 inputs"
     out, _ = cli(capsys, shared, "experiments", "trials", "run-c", "--flaky")
-    assert "FLAKY" in out and out.splitlines()[-1] == "1 flaky of 1 inputs shown by this filter"
+    assert "FLAKY" in out and out.splitlines()[-1] == "1 flaky of 1 inputs"
+    out, _ = cli(capsys, shared, "experiments", "trials", "run-a", "--where", "trial = 0")
+    assert out.splitlines()[-1] == "0 flaky of 3 inputs matching --where trial = 0"
 
 
 def test_benchmark_prints_groups_and_savings(
@@ -158,3 +163,19 @@ def test_a_missing_data_directory_says_what_to_do(
 ) -> None:
     assert cli_main(["experiments", "list", "--data-dir", str(tmp_path / "none")]) == 1
     assert "start 'evalhouse serve' there first" in capsys.readouterr().err
+
+
+def test_output_into_a_closed_pipe_ends_quietly() -> None:
+    """``evalhouse ... | head`` stops when head has read enough: like other Unix tools, no
+    "[Errno 32] Broken pipe" and exit 0."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "evalhouse.surfaces.cli", "experiments", "compare", "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # the reader is gone before the first write
+    with process.stderr:
+        err = process.stderr.read()
+    assert process.wait(timeout=60) == 0
+    assert err == b""

@@ -202,7 +202,8 @@ def test_metrics_are_better_when_lower(shared: Store, body: dict[str, Any]) -> N
     assert (cost["p_value"], cost["verdict"]) == (0.0, "regressed")
     tokens = body["metrics"]["total_tokens"]
     assert (tokens["diff"], tokens["unchanged"], tokens["p_value"]) == (0.0, 8, 1.0)
-    assert tokens["verdict"] == "no significant change"
+    # No change at all is below any practical threshold: "unchanged".
+    assert tokens["verdict"] == "unchanged"
 
 
 def test_rows_come_largest_regression_first(body: dict[str, Any]) -> None:
@@ -334,3 +335,89 @@ def test_compare_json_has_the_stable_keys(
     }
     assert set(body["metrics"]["task_duration_ms"]) == set(body["scores"]["safety"])
     assert set(body["rows"][0]) == {"key", "baseline", "candidate", "diffs"}
+
+
+@pytest.fixture(scope="module")
+def twins(shared: Store) -> Store:
+    """Two runs of the same task: the same outputs and scores, a few ms of timing noise (the
+    second always 3.4 ms slower: a paired test calls that significant), and a third run
+    whose model has no price."""
+    for experiment_id, hours, noise, cost in (
+        ("twin-1", 10, 0.0, 0.002),
+        ("twin-2", 11, 3.4, 0.002),
+        ("twin-unpriced", 12, 0.0, None),
+    ):
+        rows = [
+            Row(
+                f"t{i}",
+                {"question": f"same {i}"},
+                f"answer {i}",
+                scores={"exact": float(i % 4 != 0), "judge": 0.5 + (i % 5) / 10},
+                task_duration_ms=400.0 + 7 * (i % 6) + noise + 0.1 * (i % 3),
+                llm_duration_ms=300.0 + noise,
+                input_tokens=120,
+                output_tokens=30,
+                cost_usd=cost,
+                cost_provenance="inferred" if cost is not None else "unknown",
+                seconds=i,
+            )
+            for i in range(40)
+        ]
+        if experiment_id == "twin-1":
+            rows[0].scores["only_before"] = 1.0
+        seed(shared, experiment_id, rows, name="twins", dataset="twins",
+             start=T0 + timedelta(hours=hours))  # fmt: skip
+    return shared
+
+
+def test_identical_runs_report_no_regression(
+    twins: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 17: noise is not a regression. Durations +3.4 ms with p < 0.05 are "unchanged"
+    (below 10% and 50 ms); equal tokens, cost and scores are not regressions either."""
+    body = Results(twins).compare("twin-2", "twin-1")
+    duration = body["metrics"]["task_duration_ms"]
+    assert duration["diff"] == pytest.approx(3.4) and duration["p_value"] < 0.05
+    assert duration["min_change"] == pytest.approx(50.0)  # 10% of ~418 ms is below 50 ms
+    assert duration["verdict"] == "unchanged"
+    assert body["metrics"]["llm_duration_ms"]["verdict"] == "unchanged"
+    verdicts = {name: m["verdict"] for name, m in body["metrics"].items()}
+    assert "regressed" not in verdicts.values() and "improved" not in verdicts.values()
+    assert {body["scores"][n]["verdict"] for n in ("exact", "judge")} == {"no significant change"}
+    assert body["practical_thresholds"]["task_duration_ms"] == {"relative": 0.1, "absolute": 50.0}
+    assert body["practical_thresholds"]["cost_usd"] == {"relative": 0.05, "absolute": 0.0}
+    # A score only the baseline has is listed, saying why it is not compared.
+    assert body["scores"]["only_before"]["missing"].startswith("only the baseline has this score")
+    assert body["scores"]["only_before"]["verdict"] == "insufficient data"
+
+    dsn = f"{twins.dsn}?database={twins.database}"
+    code = cli_main(["compare", "twin-1", "twin-2", "--fail-on-regression", "--clickhouse", dsn])
+    out = capsys.readouterr().out
+    assert code == 0 and "REGRESSED" not in out
+    assert "only_before: only the baseline has this score" in out
+    assert "Baseline  twins (twin-1, 40 rows): pinned by id" in out
+    assert "Cost source: baseline inferred, candidate inferred" in out
+
+
+def test_thresholds_come_from_the_settings(twins: Store) -> None:
+    from evalhouse.config import load_settings
+
+    settings = load_settings(compare_duration_min_ms=1.0, compare_duration_min_relative=0.0)
+    body = Results.from_settings(twins, settings).compare("twin-2", "twin-1")
+    assert body["metrics"]["task_duration_ms"]["min_change"] == 1.0
+    assert body["metrics"]["task_duration_ms"]["verdict"] == "regressed"  # 3.4 ms now counts
+
+
+def test_an_unknown_cost_is_missing_with_its_reason(
+    twins: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    body = Results(twins).compare("twin-unpriced", "twin-1")
+    cost = body["metrics"]["cost_usd"]
+    assert (cost["matched"], cost["verdict"]) == (0, "insufficient data")
+    assert cost["missing"] == (
+        "unknown for candidate (candidate: no price for the model calls of 40 of 40 rows); "
+        "no matched row has a known cost on both sides"
+    )
+    dsn = f"{twins.dsn}?database={twins.database}"
+    assert cli_main(["compare", "twin-1", "twin-unpriced", "--clickhouse", dsn]) == 0
+    assert "  cost_usd: unknown for candidate" in capsys.readouterr().out

@@ -109,3 +109,80 @@ def test_results_read_what_the_daemon_computed(store: Store, tmp_path: Path) -> 
     assert worst["diffs"]["judge"] == pytest.approx(-1.0)
     duration = body["metrics"]["task_duration_ms"]
     assert duration["diff"] == pytest.approx(((150 - 200) + (260 - 300) + (240 - 250)) / 3)
+
+
+def _model_run(experiment: str, model: str, start_ns: int) -> list[dict[str, Any]]:
+    """Two rows of "costing", each a task calling ``model`` once (openai's GenAI attributes)."""
+    spans = []
+    for index, country in enumerate(["France", "Italy"]):
+        trace = os.urandom(16)
+        at = start_ns + index * 1000 * MS
+        root = span(
+            "eval",
+            {
+                "evalhouse.span.purpose": "eval",
+                "evalhouse.experiment.name": "costing",
+                "evalhouse.experiment.id": experiment,
+                "evalhouse.experiment.metadata": json.dumps({"model": model}),
+                "evalhouse.dataset.name": "costing-v1",
+                "evalhouse.input": json.dumps(country),
+                "evalhouse.output": json.dumps("Paris"),
+            },
+            trace_id=trace,
+            start_ns=at,
+            duration_ns=300 * MS,
+        )
+        task = span(
+            "task",
+            {"evalhouse.span.purpose": "task"},
+            trace_id=trace,
+            parent_span_id=root["span_id"],
+            start_ns=at + MS,
+            duration_ns=200 * MS,
+        )
+        call = span(
+            f"chat {model}",
+            {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.system": "openai",
+                "gen_ai.request.model": model,
+                "gen_ai.usage.input_tokens": 100,
+                "gen_ai.usage.output_tokens": 20,
+            },
+            trace_id=trace,
+            parent_span_id=task["span_id"],
+            start_ns=at + 2 * MS,
+            duration_ns=150 * MS,
+        )
+        spans += [root, task, call]
+    return spans
+
+
+def test_an_unknown_cost_names_the_model_without_a_price(store: Store, tmp_path: Path) -> None:
+    """Issue 17: compare and benchmark say which model made a cost unknown, never silence."""
+    start = time.time_ns() - 3_600_000 * MS
+    sink = OtlpSink(store)
+    for offset, (experiment, model) in enumerate(
+        [("priced-run", "gpt-4o-mini"), ("tiny-run", "tiny-model")]
+    ):
+        request = trace_request(_model_run(experiment, model, start + offset * 60_000 * MS))
+        sink.insert_otlp("traces", _length_delimited([request.SerializeToString()]), experiment)
+    evaluator = Evaluator(load_settings(data_dir=tmp_path, evaluator_quiet_seconds=0), store)
+    try:
+        evaluator.run_until_idle(timeout=120)
+    finally:
+        evaluator.close()
+
+    results = Results(store)
+    cost = results.compare("tiny-run", "priced-run")["metrics"]["cost_usd"]
+    assert cost["missing"] == (
+        "unknown for candidate (candidate: no price for openai/tiny-model (2 of 2 rows)); "
+        "no matched row has a known cost on both sides"
+    )
+    groups = {g["key"]: g for g in results.benchmark(dataset="costing-v1")["groups"]}
+    assert groups["tiny-model"]["cost_total_usd"] is None
+    assert groups["tiny-model"]["cost_missing"] == "no price for openai/tiny-model (2 of 2 rows)"
+    assert groups["tiny-model"]["cost_provenance"]["unknown"] == 2
+    priced = groups["gpt-4o-mini"]
+    assert priced["cost_missing"] is None and priced["cost_provenance"]["inferred"] == 2
+    assert priced["price_data_version"].startswith("genai-prices ")

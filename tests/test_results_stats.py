@@ -1,7 +1,8 @@
-"""Student's t in plain Python, checked against independent computations.
+"""The statistics of results, checked against independent computations.
 
 Independent references: published table values, a numerical integration of the t density with
-numpy, and ClickHouse's own ``studentTTestOneSample`` (t, p-value and confidence interval).
+numpy, ClickHouse's own ``studentTTestOneSample`` (t, p-value and confidence interval), and
+Wilson's formula written out here.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from evalhouse.evaluators.results import mean_interval, paired_test, t_quantile, two_sided_p
-from evalhouse.evaluators.results._stats import verdict
+from evalhouse.evaluators.results._stats import Interval, bounded, score_interval, verdict
 from evalhouse.store import Store
 
 # t(0.975, df) from a printed table of Student's t.
@@ -85,3 +86,85 @@ def test_verdicts_need_significance_in_the_direction_of_the_change() -> None:
     assert verdict(10, 30.0, 0.001, 0.05, higher_is_better=False) == "regressed"
     assert verdict(10, -30.0, 0.001, 0.05, higher_is_better=False) == "improved"
     assert verdict(1, -0.9, None, 0.05, higher_is_better=True) == "insufficient data"
+
+
+def _wilson(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """Wilson's score interval, from its formula (Wilson 1927)."""
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize(("successes", "n"), [(3, 4), (9, 10), (10, 10), (0, 5), (1, 1), (57, 80)])
+def test_pass_fail_scores_get_wilsons_interval(successes: int, n: int) -> None:
+    values = np.array([1.0] * successes + [0.0] * (n - successes))
+    sd = float(values.std(ddof=1)) if n > 1 else None
+    interval = score_interval(n, float(values.mean()), sd, 0.05, pass_fail=True)
+    low, high = _wilson(successes, n)
+    assert interval.method == "wilson"
+    assert (interval.low, interval.high) == (
+        pytest.approx(max(0, low)),
+        pytest.approx(min(1, high)),
+    )
+
+
+def test_the_interval_that_left_zero_to_one_now_stays_inside() -> None:
+    """Issue 17: 3 of 4 rows passing printed [-0.046, 1.546] with the t interval."""
+    old = mean_interval(4, 0.75, 0.5)
+    assert old.low == pytest.approx(-0.046, abs=1e-3) and old.high == pytest.approx(1.546, abs=1e-3)
+    new = score_interval(4, 0.75, 0.5, 0.05, pass_fail=True)
+    assert (round(new.low or 0, 3), round(new.high or 0, 3)) == (0.301, 0.954)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.9, 0.95, 1.0],
+        [0.0, 0.05, 0.1, 0.02],
+        [0.2, 0.5, 0.8, 0.4, 0.6, 0.7, 0.3],
+        list(np.linspace(0.5, 1.0, 200)),
+    ],
+)
+def test_continuous_scores_stay_in_bounds_and_approach_the_t_interval(values: list[float]) -> None:
+    x = np.array(values)
+    n, m, sd = len(x), float(x.mean()), float(x.std(ddof=1))
+    interval = score_interval(n, m, sd, 0.05, pass_fail=False)
+    assert interval.method == "wilson_effective_n"
+    assert interval.low is not None and interval.high is not None
+    assert 0.0 <= interval.low < m < interval.high <= 1.0
+    if n >= 100:  # far from the bounds, with many values: the t interval
+        t = mean_interval(n, m, sd)
+        assert (interval.low, interval.high) == (
+            pytest.approx(t.low, abs=2e-3),
+            pytest.approx(t.high, abs=2e-3),
+        )
+
+
+def test_degenerate_score_intervals() -> None:
+    assert score_interval(0, None, None, 0.05, pass_fail=True).method is None
+    one = score_interval(1, 0.4, None, 0.05, pass_fail=False)
+    assert (one.low, one.high, one.method) == (None, None, None)  # no spread to measure
+    same = score_interval(5, 0.7, 0.0, 0.05, pass_fail=False)
+    assert (same.low, same.high) == (0.7, 0.7)
+
+
+def test_differences_of_scores_are_bounded_to_plus_minus_one() -> None:
+    wide = mean_interval(3, 0.9, 0.3)
+    assert wide.high is not None and wide.high > 1
+    clipped = bounded(wide, -1.0, 1.0)
+    assert (clipped.low, clipped.high, clipped.p_value) == (wide.low, 1.0, wide.p_value)
+    assert bounded(Interval(0.0, None, None, None), -1, 1).low is None
+
+
+def test_metrics_below_their_practical_threshold_are_unchanged() -> None:
+    """Issue 17: +3.4 ms with p=0.026 is significant, not meaningful."""
+    assert verdict(40, 3.4, 0.026, 0.05, higher_is_better=False, min_change=50.0) == "unchanged"
+    assert verdict(40, 3.4, 0.9, 0.05, higher_is_better=False, min_change=50.0) == "unchanged"
+    assert verdict(40, 80.0, 0.001, 0.05, higher_is_better=False, min_change=50.0) == "regressed"
+    assert verdict(40, 80.0, 0.2, 0.05, higher_is_better=False, min_change=50.0) == (
+        "no significant change"
+    )
+    assert verdict(1, 80.0, None, 0.05, higher_is_better=False, min_change=50.0) == (
+        "insufficient data"
+    )

@@ -2,7 +2,7 @@
 aggregate scores, the experiments list, trends and row pages.
 
 Expected numbers are computed here from the seeded values with numpy (and ClickHouse's
-``studentTTestOneSample`` for intervals), not by the code under test.
+the interval formulas of docs/results-api.md written out again), not by the code under test.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy import stats
 from test_results_seed import T0, Row, clear, results_database, seed
 
 from evalhouse.config import AggregateScore
@@ -130,13 +131,16 @@ def _values(name: str, rows: list[Row] = ROWS) -> list[float]:
     return [row.scores[name] for row in rows if name in row.scores]
 
 
-def _interval(store: Store, values: list[float]) -> tuple[float, float]:
-    ((result,),) = store.query(
-        "SELECT studentTTestOneSample(0.95)(x, 0) FROM (SELECT arrayJoin({v:Array(Float64)}) AS x)",
-        {"v": values},
-    )
-    parts = list(result.values()) if isinstance(result, dict) else list(result)
-    return parts[2], parts[3]
+def _interval(values: list[float]) -> tuple[float, float]:
+    """Wilson's interval with the effective sample size n·m(1-m)/s² and Student's t critical
+    value (docs/results-api.md, "Statistics"), written out here with numpy."""
+    x = np.array(values)
+    n, m, s2 = len(x), x.mean(), x.var(ddof=1)
+    n_eff = n * m * (1 - m) / s2
+    z = stats.t.ppf(0.975, n - 1)
+    centre = (m + z * z / (2 * n_eff)) / (1 + z * z / n_eff)
+    half = z / (1 + z * z / n_eff) * np.sqrt(m * (1 - m) / n_eff + z * z / (4 * n_eff * n_eff))
+    return float(centre - half), float(centre + half)
 
 
 def test_summary_scores_have_mean_count_errors_and_interval(
@@ -146,7 +150,8 @@ def test_summary_scores_have_mean_count_errors_and_interval(
     assert set(body["scores"]) == {"accuracy", "relevance"}
     for name, errors in (("accuracy", 0), ("relevance", 1)):
         values = _values(name)
-        low, high = _interval(store_with_experiment, values)
+        low, high = _interval(values)
+        assert 0 <= low <= high <= 1
         assert body["scores"][name] == {
             "mean": pytest.approx(np.mean(values)),
             "count": len(values),
@@ -154,6 +159,7 @@ def test_summary_scores_have_mean_count_errors_and_interval(
             "stddev": pytest.approx(np.std(values, ddof=1)),
             "ci_low": pytest.approx(low),
             "ci_high": pytest.approx(high),
+            "ci_method": "wilson_effective_n",  # continuous scores
         }
     experiment = body["experiment"]
     assert experiment["experiment_id"] == "exp-1"

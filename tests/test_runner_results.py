@@ -20,7 +20,7 @@ from test_sdk_support import memory_spans
 
 import evalhouse
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.errors import EvalhouseError
 from evalhouse.store import Store
 from evalhouse.surfaces.api import api_app
@@ -179,30 +179,106 @@ def test_server_without_experiment_tables_is_reported_not_fatal(
     assert result.regressions == []
 
 
-def test_baseline_comparison_flags_a_drop(
+def test_without_the_server_a_drop_is_a_drop_never_a_regression(
     spans: InMemorySpanExporter, api: tuple[str, Store]
 ) -> None:
+    """The daemon has not computed this run: the means only, called a drop, saying why."""
     url, store = api
     seed_run(store, "old", "capitals", 0.1, T0)
     seed_run(store, "latest", "capitals", 0.9, T0 + timedelta(days=31))
     seed_run(store, "unrelated", "other", 0.0, T0 + timedelta(days=59))
+    broken = [Row("r1", input="q", error="401 invalid api key")]  # failed whole: skipped
+    seed(store, "broken", broken, name="capitals", start=T0 + timedelta(days=40))
 
     result = evalhouse.run_experiment(
-        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="capitals"
-    )
-    better = evalhouse.run_experiment(
-        "capitals", DATA[:1], answer, scorers=[exact], api_url=url, baseline="capitals"
-    )
+        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="capitals",
+        summary_timeout=0,
+    )  # fmt: skip
     missing = evalhouse.run_experiment(
-        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="no-such-experiment"
-    )
+        "capitals", DATA, answer, scorers=[exact], api_url=url, baseline="no-such-experiment",
+        summary_timeout=0,
+    )  # fmt: skip
 
-    assert result.baseline is not None and result.baseline.experiment_id == "latest"
+    assert result.baseline is not None and result.baseline.status == "means_only"
+    assert result.baseline.experiment_id == "latest"
     (comparison,) = result.baseline.scores
     assert (comparison.mean, comparison.baseline_mean) == (0.5, 0.9)
-    assert comparison.delta == pytest.approx(-0.4) and comparison.regressed
-    assert result.regressions == ["exact"]
-    assert "baseline 0.900 (-0.400)  REGRESSED" in result.format()
-    assert better.regressions == [] and "no score dropped" in better.format()
+    assert comparison.delta == pytest.approx(-0.4) and comparison.dropped
+    assert comparison.verdict is None and not comparison.regressed
+    assert result.regressions == [] and result.baseline.drops == ["exact"]
+    text = result.format()
+    assert "baseline 0.900 (-0.400)  drop" in text and "REGRESSED" not in text
+    assert "no significance test (the server has not computed this run yet)" in text
+    assert "drop in the mean of exact" in text
     assert missing.baseline is not None and missing.baseline.status == "not_found"
-    assert "no earlier experiment named 'no-such-experiment'" in missing.format()
+    assert "no earlier run 'no-such-experiment'" in missing.format()
+
+
+def _seed_candidate(store: Store, experiment_id: str, exact: list[float], hours: int) -> None:
+    """The rows the daemon computes for a run of DATA-like inputs q0..qN (exact scores)."""
+    rows = [
+        Row(f"r{i}", input=f"q{i}", scores={"exact": value}, task_duration_ms=40.0)
+        for i, value in enumerate(exact)
+    ]
+    seed(store, experiment_id, rows, name="gate", start=T0 + timedelta(hours=hours))
+
+
+TEN = [{"input": f"q{i}", "expected": "right"} for i in range(10)]
+
+
+def test_the_summary_prints_the_servers_verdict_with_its_p_value(
+    spans: InMemorySpanExporter, api: tuple[str, Store]
+) -> None:
+    """1 row of 10 worse than the previous run: a drop of 0.1 that is not significant. The
+    SDK says what `evalhouse compare` says for the same pair, p-value included."""
+    url, store = api
+    _seed_candidate(store, "gate-1", [1.0] * 10, hours=0)
+    _seed_candidate(store, "gate-2", [1.0] * 9 + [0.0], hours=1)
+
+    def one_wrong(question: str) -> str:
+        return "wrong" if question == "q9" else "right"
+
+    result = evalhouse.run_experiment(
+        "gate", TEN, one_wrong, scorers=[exact], api_url=url, baseline="gate",
+        experiment_id="gate-2", summary_timeout=5,
+    )  # fmt: skip
+
+    baseline = result.baseline
+    assert baseline is not None and baseline.status == "compared", baseline
+    assert baseline.experiment_id == "gate-1"
+    assert baseline.reason == "the previous run of 'gate' (same name)"
+    (comparison,) = baseline.scores
+    server = result.compare("gate")["scores"]["exact"]
+    assert comparison.verdict == server["verdict"] == "no significant change"
+    assert comparison.p_value == pytest.approx(server["p_value"]) == pytest.approx(0.343, abs=1e-3)
+    assert result.regressions == []
+    text = result.format()
+    assert "baseline 1.000 (-0.100, p=0.343)  no significant change" in text
+    assert "REGRESSED" not in text and "no significant regression at alpha 0.05" in text
+
+
+def test_the_previous_run_skips_runs_whose_rows_all_errored(
+    spans: InMemorySpanExporter, api: tuple[str, Store]
+) -> None:
+    url, store = api
+    _seed_candidate(store, "good-run", [1.0] * 10, hours=0)
+    broken = [Row(f"r{i}", input=f"q{i}", error="401 invalid api key") for i in range(10)]
+    seed(store, "broken-run", broken, name="gate", start=T0 + timedelta(hours=1))
+    _seed_candidate(store, "new-run", [1.0] * 10, hours=2)
+
+    result = evalhouse.run_experiment(
+        "gate", TEN, lambda q: "right", scorers=[exact], api_url=url, baseline="gate",
+        experiment_id="new-run", summary_timeout=5,
+    )  # fmt: skip
+    pinned = evalhouse.run_experiment(
+        "gate", TEN, lambda q: "right", scorers=[exact], api_url=url, baseline="broken-run",
+        experiment_id="new-run", summary_timeout=5,
+    )  # fmt: skip
+
+    assert result.baseline is not None and result.baseline.experiment_id == "good-run"
+    assert "skipped 1 later run whose rows all errored: broken-run (10 of 10 rows errored)" in (
+        result.baseline.reason
+    )
+    assert "skipped 1 later run whose rows all errored" in result.format()
+    assert pinned.baseline is not None and pinned.baseline.experiment_id == "broken-run"
+    assert pinned.baseline.reason.startswith("pinned by id (every row of it errored")

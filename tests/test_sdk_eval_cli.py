@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import textwrap
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import run_cli, wait_for
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from test_results_seed import T0
-from test_runner_results import seed_run
+from test_results_seed import T0, Row, seed
 from test_sdk_support import by_purpose, finished, memory_spans
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.store import Store
 from evalhouse.surfaces.api import api_app
 from evalhouse.surfaces.cli import main
@@ -127,28 +127,85 @@ def api(store: Store) -> Iterator[tuple[str, Store]]:
     server.stop()
 
 
-def test_baseline_drop_exits_1_and_no_drop_exits_0(
+GATE = """
+import evalhouse
+
+
+def exact(output, expected):
+    return output == expected
+
+
+evalhouse.run_experiment(
+    "gate",
+    [{{"input": f"q{{i}}", "expected": "right"}} for i in range(10)],
+    lambda question: "wrong" if int(question[1:]) >= {right} else "right",
+    scorers=[exact],
+    experiment_id="{experiment_id}",
+)
+"""
+
+
+def _gate_run(store: Store, experiment_id: str, right: int, hours: int) -> None:
+    """What the daemon computes for a run of GATE whose first ``right`` rows are right."""
+    rows = [
+        Row(f"r{i}", input=f"q{i}", scores={"exact": 1.0 if i < right else 0.0}) for i in range(10)
+    ]
+    seed(store, experiment_id, rows, name="gate", start=T0 + timedelta(hours=hours))
+
+
+def test_the_gate_and_the_summary_give_the_servers_verdict(
+    spans: InMemorySpanExporter,
+    api: tuple[str, Store],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Issue 17: 1 row of 10 broken is a drop of 0.1 that is not significant (p=0.343): the
+    summary says "no significant change" and the exit code is 0; 5 of 10 is a significant
+    regression: REGRESSED in the summary, exit 1."""
+    url, store = api
+    _gate_run(store, "gate-1", right=10, hours=0)
+    _gate_run(store, "gate-2", right=9, hours=1)
+    _gate_run(store, "gate-3", right=5, hours=2)
+    one = write(tmp_path, "one.py", GATE.format(right=9, experiment_id="gate-2"))
+    five = write(tmp_path, "five.py", GATE.format(right=5, experiment_id="gate-3"))
+
+    small = main(["eval", str(one), "--baseline", "gate", "--api-url", url])
+    small_out = capsys.readouterr()
+    large = main(["eval", str(five), "--baseline", "gate-1", "--api-url", url])
+    large_out = capsys.readouterr()
+
+    assert small == 0, small_out.err
+    assert "baseline 1.000 (-0.100, p=0.343)  no significant change" in small_out.out
+    assert "(gate-1; the previous run of 'gate' (same name))" in small_out.out
+    assert "REGRESSED" not in small_out.out and "regressed" not in small_out.err
+    assert large == 1
+    assert "baseline 1.000 (-0.500, p=0.015)  REGRESSED" in large_out.out
+    assert "(gate-1; pinned by id)" in large_out.out
+    assert (
+        "scores regressed significantly against baseline gate-1: gate: exact (-0.500, "
+        "p=0.015)" in large_out.err
+    )
+
+
+def test_before_the_server_computed_the_run_a_drop_is_not_a_regression(
     spans: InMemorySpanExporter,
     api: tuple[str, Store],
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     url, store = api
-    seed_run(store, "good-run", "capitals", 0.9, T0)
-    seed_run(store, "poor-run", "weak", 0.2, T0)
-    eval_file = write(tmp_path, "capitals.py", EXPERIMENT.format(name="capitals"))
+    _gate_run(store, "gate-1", right=10, hours=0)
+    eval_file = write(tmp_path, "gate.py", GATE.format(right=9, experiment_id="not-computed"))
 
-    dropped = main(["eval", str(eval_file), "--baseline", "capitals", "--api-url", url])
+    code = main(["eval", str(eval_file), "--baseline", "gate", "--api-url", url,
+                 "--summary-timeout", "0"])  # fmt: skip
+
     captured = capsys.readouterr()
-    improved = main(["eval", str(eval_file), "--baseline", "weak", "--api-url", url])
-    later = capsys.readouterr()
-
-    assert dropped == 1
-    assert "REGRESSED" in captured.out
-    assert "has not computed this run's rows, so a drop in mean counts" in captured.err
-    assert "scores regressed against baseline capitals: capitals: exact" in captured.err
-    assert improved == 0 and "no score dropped" in later.out
-    assert "regressed against" not in later.err
+    assert code == 3
+    assert "baseline 1.000 (-0.100)  drop" in captured.out
+    assert "no significance test (the server has not computed this run yet)" in captured.out
+    assert "REGRESSED" not in captured.out and "regressed" not in captured.err
+    assert "not checked against baseline gate: gate: the server has not computed" in captured.err
 
 
 @pytest.mark.slow
@@ -218,8 +275,13 @@ def test_baseline_gate_uses_the_significance_test_of_the_server(
     # One row worse out of ten: a drop in mean, but not a significant one.
     small = run_cli("eval", str(one_wrong), "--baseline", "capitals-gate", env=env, check=False)
     assert small.returncode == 0, small.stderr
-    assert "regressed against" not in small.stderr
+    assert "regressed" not in small.stderr
+    assert "no significant change" in small.stdout and "REGRESSED" not in small.stdout
     # Five more rows wrong than the previous run: a significant regression (p < 0.05), exit 1.
     large = run_cli("eval", str(many_wrong), "--baseline", "capitals-gate", env=env, check=False)
     assert large.returncode == 1, large.stdout + large.stderr
-    assert "scores regressed against baseline capitals-gate: capitals-gate: exact" in large.stderr
+    assert "REGRESSED" in large.stdout
+    assert (
+        "scores regressed significantly against baseline capitals-gate: capitals-gate: exact"
+        in large.stderr
+    )

@@ -227,3 +227,38 @@ def test_init_adds_to_the_apps_own_tracer_provider(
     wait_for(lambda: count(store) >= 2)
     rows = store.query("SELECT SpanName, ServiceName FROM otel_traces ORDER BY SpanName")
     assert [tuple(row) for row in rows] == [("app-span", "my-app"), ("tagged", "my-app")]
+
+
+SERVICE_NAME = """
+import evalhouse
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+tracing = evalhouse.init(exporter=InMemorySpanExporter(), instrument=False)
+print(tracing.provider.resource.attributes["service.name"])
+"""
+
+
+def test_the_service_name_defaults_to_the_program_like_otel_distros(tmp_path: Path) -> None:
+    """Issue 17: not ``unknown_service:python`` but the script's or package's name."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "EVALHOUSE_"))}
+    (tmp_path / "support_bot.py").write_text(SERVICE_NAME)
+    (tmp_path / "billing").mkdir()
+    (tmp_path / "billing" / "__init__.py").write_text("")
+    (tmp_path / "billing" / "__main__.py").write_text(SERVICE_NAME)
+
+    def name(*args: str, **env: str) -> str:
+        result = subprocess.run(
+            [sys.executable, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**clean, **env},
+            cwd=tmp_path,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip()
+
+    assert name("support_bot.py") == "support_bot"
+    assert name("-m", "billing") == "billing"
+    assert name("support_bot.py", OTEL_SERVICE_NAME="chosen") == "chosen"
+    assert name("support_bot.py", OTEL_RESOURCE_ATTRIBUTES="service.name=attr") == "attr"

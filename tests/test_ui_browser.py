@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from decimal import ROUND_HALF_UP, Decimal
@@ -30,7 +32,7 @@ from ui_helpers import (
 )
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.store import Store, migrate
 from evalhouse.surfaces.api import api_app
 
@@ -101,7 +103,7 @@ def test_experiments_page_lists_runs_charts_them_and_compares_two(
     assert texts(page, "figure.chart figcaption")[:3] == [
         "Scores",
         "Mean latency",
-        "Average cost per row",
+        "Average cost per row (inferred)",  # a cost says where it comes from
     ]
     assert page.locator("figure.chart").first.locator("circle").count() == 3 * 3
 
@@ -264,9 +266,20 @@ def test_diff_mode_orders_by_regression_and_highlights_changes(page: Any, seeded
     }
     assert set(verdicts) == {"concise", "exact", "mentions"}
     assert all(
-        v in {"improved", "regressed", "no significant change", "insufficient data"}
+        v in {"improved", "regressed", "unchanged", "no significant change", "insufficient data"}
         for v in verdicts.values()
     )
+    # The same verdicts as the API (one source of verdicts), and the baseline's reason.
+    body = api_json(seeded, f"/api/compare?baseline={base}&candidate={cand}&limit=1")
+    assert verdicts == {name: st["verdict"] for name, st in body["scores"].items()}
+    metric_verdicts = {
+        row.get_attribute("data-score"): row.locator(".verdict").inner_text()
+        for row in page.locator("#compare-metrics tbody tr").all()
+    }
+    assert metric_verdicts["task_duration_ms"] == body["metrics"]["task_duration_ms"]["verdict"]
+    assert "pinned by id" in page.locator(".versus").inner_text()
+    cost = page.locator("#compare-metrics tr[data-score='cost_usd']").inner_text()
+    assert "baseline inferred · candidate inferred" in cost
     rows = page.locator("#diff-table tbody tr")
     assert rows.count() == 9
     first = rows.nth(0)
@@ -283,6 +296,61 @@ def test_diff_mode_orders_by_regression_and_highlights_changes(page: Any, seeded
     table = list(csv.DictReader(io.StringIO(Path(caught.value.path()).read_text())))
     assert len(table) == 9 and table[0]["input"] == "Kenya"
     assert float(table[0]["diff_exact"]) == -1.0
+
+
+def api_json(seeded: SeededUi, path: str) -> Any:
+    with urllib.request.urlopen(seeded.url + path, timeout=30) as response:
+        return json.loads(response.read())
+
+
+def overflow(page: Any, selector: str) -> list[str]:
+    """Elements under ``selector`` wider than the box that holds them (cut off or scrolled):
+    each table of a card, and the card itself."""
+    result: list[str] = page.evaluate(
+        """(selector) => {
+          const bad = [];
+          for (const box of document.querySelectorAll(selector)) {
+            const edge = box.getBoundingClientRect().right;
+            const name = box.id || box.parentElement.id || selector;
+            if (box.scrollWidth > box.clientWidth + 1)
+              bad.push(`${name} scrolls: ${box.scrollWidth} > ${box.clientWidth}`);
+            for (const cell of box.querySelectorAll("th, td")) {
+              const right = cell.getBoundingClientRect().right;
+              if (right > edge + 1)
+                bad.push(`${name}: '${cell.innerText.trim()}' ends at ${right} > ${edge}`);
+            }
+          }
+          return bad;
+        }""",
+        selector,
+    )
+    return result
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_summary_and_comparison_tables_fit_their_cards(
+    browser: Any, seeded: SeededUi, width: int
+) -> None:
+    base, cand = seeded.experiments["baseline"], seeded.experiments["candidate"]
+    with page_of(browser, seeded.url, width=width) as page:
+        open_page(page, f"/experiments/{cand}")
+        assert "p95" in texts(page, "#metrics-card thead th")
+        assert overflow(page, "#scores-card, #metrics-card, #cost-card, #health-card") == []
+        # The interval printed is the API's, inside [0, 1].
+        summary = api_json(seeded, f"/api/experiments/{cand}")
+        exact = summary["scores"]["exact"]
+        assert 0 <= exact["ci_low"] <= exact["ci_high"] <= 1
+        row = page.locator("#scores-card tbody tr", has_text="exact").inner_text()
+        assert f"{percent(exact['ci_low'])}–{percent(exact['ci_high'])}" in row
+        screenshot(page, f"experiment-{width}")
+        open_page(page, f"/compare?baseline={base}&candidate={cand}")
+        page.wait_for_selector("#compare-metrics")
+        assert overflow(page, "section.card > .table-wrap") == []
+        screenshot(page, f"compare-{width}")
+        open_page(page, "/benchmark?dataset=capitals&by=metadata.model")
+        page.wait_for_selector("#benchmark-table")
+        assert overflow(page, "section.card > .table-wrap") == []
+        screenshot(page, f"benchmark-{width}")
 
 
 def test_row_opens_its_trace_with_spans_tokens_cost_and_messages(
@@ -319,6 +387,11 @@ def test_benchmark_view_compares_models_by_score_and_cost(page: Any, seeded: See
     assert page.locator("#best-overall .big").inner_text() in keys
     assert page.locator("#best-value .big").inner_text() in keys
     assert page.locator("figure.chart").first.locator("circle").count() == 2
+    # The enlarged point is explained, and every cost says where it comes from.
+    assert "best value: most score per dollar" in page.locator(".highlight-legend").inner_text()
+    sources = texts(page, "#benchmark-table tbody td.cost-source")
+    assert [source.splitlines()[0] for source in sources] == ["inferred", "inferred"]
+    assert all("genai-prices" in source for source in sources)  # the price data used
     screenshot(page, "benchmark")
 
 
@@ -407,6 +480,17 @@ def test_ten_thousand_row_experiment_opens_one_page_at_a_time(
             "document.querySelector('#rows-range').innerText.startsWith('rows 101–200')"
         )
         screenshot(page, "experiment-10k")
-    # The bar is one second (issue 6); a loose bound here only catches a page that renders
+    # The bar is one second; a loose bound here only catches a page that renders
     # every row: the figure itself is in tests/artifacts/ui-timings.txt.
     assert seconds < 5, f"a 10,000-row experiment page took {seconds:.2f} s"
+
+
+def test_across_runs_opens_on_a_name_with_several_runs(page: Any, seeded: SeededUi) -> None:
+    """The newest experiment on the page is "big" (this one, and the 10,000-row one above when
+    it ran): the chart of runs opens on "capitals", which has the most runs (three), not on
+    the newest name."""
+    seed_big_experiment(seeded.store, 10)
+    open_page(page, "/")
+    assert page.locator("select[aria-label='runs of']").input_value() == "capitals"
+    assert page.locator("figure.chart").first.locator("circle").count() == 3 * 3
+    screenshot(page, "experiments-across-runs")

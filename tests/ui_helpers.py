@@ -32,8 +32,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import evalhouse
 from evalhouse.asgi import AsgiServer
+from evalhouse.auth import ApiKeys
 from evalhouse.collector import Collector
-from evalhouse.collector._auth import ApiKeys
 from evalhouse.config import load_settings
 from evalhouse.evaluators import Evaluator
 from evalhouse.store import Store, migrate
@@ -86,11 +86,13 @@ def chromium() -> Iterator[Any]:
 
 
 @contextmanager
-def page_of(browser: Any, base_url: str, *, expected: tuple[str, ...] = ()) -> Iterator[Any]:
-    """A fresh browser context and page; uncaught script errors fail the test, and so do
-    console errors (failed requests) unless they contain one of ``expected``."""
+def page_of(
+    browser: Any, base_url: str, *, expected: tuple[str, ...] = (), width: int = 1440
+) -> Iterator[Any]:
+    """A fresh browser context and page ``width`` pixels wide; uncaught script errors fail the
+    test, and so do console errors (failed requests) unless they contain one of ``expected``."""
     context = browser.new_context(
-        base_url=base_url, accept_downloads=True, viewport={"width": 1440, "height": 900}
+        base_url=base_url, accept_downloads=True, viewport={"width": width, "height": 900}
     )
     page = context.new_page()
     errors: list[str] = []

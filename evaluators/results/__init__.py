@@ -8,6 +8,9 @@ with ClickHouse's ``readonly=1``; the HTTP API (``/api/experiments``, ``/api/com
 >>> results = Results(store)                                        # doctest: +SKIP
 >>> results.compare("summaries-v3")["scores"]["accuracy"]["verdict"]  # doctest: +SKIP
 'regressed'
+
+``compare`` holds the one verdict of a paired comparison: the API, ``evalhouse compare``,
+``evalhouse eval --baseline``, the SDK and the web UI print it as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +18,14 @@ from __future__ import annotations
 from evalhouse.evaluators.results._errors import ExperimentNotFound, InvalidRequest
 from evalhouse.evaluators.results._export import DEFAULT_FIELDS, FORMATS, Export
 from evalhouse.evaluators.results._results import Results
-from evalhouse.evaluators.results._stats import mean_interval, paired_test, t_quantile, two_sided_p
+from evalhouse.evaluators.results._stats import (
+    mean_interval,
+    paired_test,
+    score_interval,
+    t_quantile,
+    two_sided_p,
+)
+from evalhouse.evaluators.results._thresholds import Threshold, Thresholds
 
 __all__ = [
     "DEFAULT_FIELDS",
@@ -24,8 +34,11 @@ __all__ = [
     "Export",
     "InvalidRequest",
     "Results",
+    "Threshold",
+    "Thresholds",
     "mean_interval",
     "paired_test",
+    "score_interval",
     "t_quantile",
     "two_sided_p",
 ]

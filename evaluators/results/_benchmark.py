@@ -4,6 +4,10 @@ Per group: the score (the mean of the chosen score, or the mean of every score's
 and per-row cost, mean task latency and tokens. ``best_overall`` has the highest score;
 ``best_value`` the most score per dollar (score / cost per row); ``cost_savings`` is what the
 best value saves per row against the best overall, and the score it gives up.
+
+Every cost says where it comes from (``cost_provenance``: rows per provided / inferred /
+unknown..., ``price_data_version``), and an unknown cost says why (``cost_missing``: the
+models with no price).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 from evalhouse.config import AggregateScore
 from evalhouse.evaluators.results._errors import ExperimentNotFound
 from evalhouse.evaluators.results._sql import clean, group_expression, query, rows_sql
+from evalhouse.evaluators.results._summary import PROVENANCES
+from evalhouse.evaluators.results._unpriced import unknown_cost_reason
 from evalhouse.store import Store
 
 __all__ = ["PASS_THRESHOLD", "benchmark"]
@@ -32,6 +38,9 @@ SELECT
     sumMap(mapApply((k, v) -> (k, toUInt64(v >= {{threshold:Float64}})), scores)) AS passed,
     if(countIf(cost_usd IS NULL) > 0, NULL, sum(assumeNotNull(cost_usd))) AS cost_total_usd,
     countIf(cost_usd IS NULL) AS cost_unknown_rows,
+    {provenance},
+    arrayStringConcat(arraySort(groupUniqArrayIf(price_data_version, price_data_version != '')),
+        ', ') AS price_data_version,
     avg(task_duration_ms) AS avg_task_duration_ms,
     sum(total_tokens) AS total_tokens
 FROM ({rows})
@@ -40,7 +49,10 @@ ORDER BY key
 """
 
 
-def _group(row: Mapping[str, Any], score: str | None) -> dict[str, Any]:
+_PROVENANCE = ", ".join(f"countIf(cost_provenance = '{p}') AS `prov.{p}`" for p in PROVENANCES)
+
+
+def _group(store: Store, row: Mapping[str, Any], score: str | None) -> dict[str, Any]:
     means = {k: clean(v) for k, v in sorted(row["means"].items())}
     known = [v for v in means.values() if v is not None]
     value = means.get(score) if score else (sum(known) / len(known) if known else None)
@@ -61,6 +73,11 @@ def _group(row: Mapping[str, Any], score: str | None) -> dict[str, Any]:
         "cost_total_usd": total,
         "cost_per_row_usd": per_row,
         "cost_unknown_rows": int(row["cost_unknown_rows"]),
+        "cost_missing": None
+        if total is not None
+        else unknown_cost_reason(store, list(row["experiment_ids"])),
+        "cost_provenance": {p: int(row[f"prov.{p}"]) for p in PROVENANCES},
+        "price_data_version": row["price_data_version"] or None,
         "score_per_usd": None
         if value is None or per_row is None or per_row == 0
         else value / per_row,
@@ -134,10 +151,10 @@ def benchmark(
     group, extra = group_expression(by, experiment_first=True)
     rows = query(
         store,
-        _GROUPS.format(group=group, rows=rows_sql(aggregates)),
+        _GROUPS.format(group=group, rows=rows_sql(store, aggregates), provenance=_PROVENANCE),
         {"ids": ids, "threshold": pass_threshold, **extra},
     )
-    groups = [_group(row, score) for row in rows]
+    groups = [_group(store, row, score) for row in rows]
     scored = [g for g in groups if g["score"] is not None]
     best = max(scored, key=lambda g: (g["score"], -(g["cost_per_row_usd"] or 0)), default=None)
     valued = [g for g in scored if _value(g) > -math.inf]

@@ -4,11 +4,16 @@ Rows are matched by a key: by default ``input_key`` (hash of the input's canonic
 any SQL expression over the row (``JSONExtractString(metadata, 'case_id')``). Trials are
 grouped first: per key and side, each score and metric is the mean over its trials. Then, per
 score, over the keys both sides have it: the mean difference (candidate - baseline), its
-``1 - alpha`` interval and the p-value of a paired t-test, and per key whether it improved,
-regressed or stayed within the tolerance. A verdict is ``improved`` / ``regressed`` only when
-the difference is significant at ``alpha``. Metrics (duration, tokens, cost) get the same,
-with lower being better and a relative tolerance. ClickHouse does the pairing and the sums;
-only the per-score sums come back, and one page of rows.
+``1 - alpha`` interval (within [-1, 1], where a difference of two scores lies) and the p-value
+of a paired t-test, and per key whether it improved, regressed or stayed within the tolerance.
+Metrics (duration, tokens, cost) get the same, lower being better.
+
+The verdict (:func:`~evalhouse.evaluators.results._stats.verdict`) is the only one: the API,
+``evalhouse compare``, ``evalhouse eval``, the SDK's summary and the UI print it as it is. It
+is ``improved`` / ``regressed`` only when the difference is significant at ``alpha`` and, for
+metrics, at least the practical threshold (``_thresholds``). A metric or score that cannot be
+compared is still listed, with ``missing`` saying why. ClickHouse does the pairing and the
+sums; only the per-score sums come back, and one page of rows.
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ from typing import Any
 from evalhouse.config import AggregateScore
 from evalhouse.evaluators.results._errors import InvalidRequest
 from evalhouse.evaluators.results._filters import check_expression
-from evalhouse.evaluators.results._resolve import Experiment, previous_run, resolve
+from evalhouse.evaluators.results._resolve import choose_baseline, resolve
 from evalhouse.evaluators.results._sql import METRICS, clean, json_value, query, rows_sql
-from evalhouse.evaluators.results._stats import paired_test, verdict
+from evalhouse.evaluators.results._stats import bounded, paired_test, verdict
 from evalhouse.evaluators.results._summary import experiment_items
+from evalhouse.evaluators.results._thresholds import Thresholds
+from evalhouse.evaluators.results._unpriced import unknown_cost_reason
 from evalhouse.store import Store
 
-__all__ = ["METRIC_TOLERANCE", "SCORE_TOLERANCE", "compare", "pick_baseline"]
+__all__ = ["METRIC_TOLERANCE", "SCORE_TOLERANCE", "compare"]
 
 # Per key: |candidate - baseline| at most this is "unchanged" (scores are in [0, 1]).
 SCORE_TOLERANCE = 1e-9
@@ -168,16 +175,27 @@ def _side(
 
 
 def _comparison(
-    answer: Mapping[str, Any], name: str, alpha: float, higher_is_better: bool
+    answer: Mapping[str, Any],
+    name: str,
+    alpha: float,
+    *,
+    score: bool,
+    thresholds: Thresholds,
+    missing: str | None = None,
 ) -> dict[str, Any]:
     n = int(answer["n"].get(name, 0))
     diff = clean(answer["d_mean"].get(name))
+    baseline_mean = clean(answer["b_mean"].get(name))
     test = paired_test(n, diff, clean(answer["d_sd"].get(name)), alpha) if n else None
+    if test is not None and score:
+        test = bounded(test, -1.0, 1.0)
     improvements = int(answer["improvements"].get(name, 0))
     regressions = int(answer["regressions"].get(name, 0))
     p_value = test.p_value if test else None
+    metric = name.removeprefix("metric:")
+    min_change = None if score else thresholds.for_metric(metric).min_change(baseline_mean)
     return {
-        "baseline_mean": clean(answer["b_mean"].get(name)),
+        "baseline_mean": baseline_mean,
         "candidate_mean": clean(answer["c_mean"].get(name)),
         "diff": diff,
         "ci_low": test.low if test else None,
@@ -187,27 +205,81 @@ def _comparison(
         "regressions": regressions,
         "unchanged": n - improvements - regressions,
         "matched": n,
-        "verdict": verdict(n, diff, p_value, alpha, higher_is_better=higher_is_better),
+        "min_change": min_change,
+        "verdict": verdict(n, diff, p_value, alpha, higher_is_better=score, min_change=min_change),
+        "missing": missing,
     }
 
 
-def pick_baseline(store: Store, candidate: Experiment, baseline: str | None) -> Experiment:
-    """The named baseline, else the run before the candidate (same name, else same dataset).
-
-    A name stands for its latest run; when that is the candidate itself (a CI job comparing
-    a new run with its own experiment name), the baseline is the run before it.
-    """
-    if baseline:
-        found = resolve(store, baseline)
-        if found.id != candidate.id or baseline == candidate.id:
-            return found
-    previous = previous_run(store, candidate)
-    if previous is None:
-        raise InvalidRequest(
-            f"experiment {candidate.name or candidate.id!r} has no earlier run of the same name "
-            "or dataset to compare with; pass a baseline (id or name)"
+def _scores(
+    answer: Mapping[str, Any],
+    alpha: float,
+    thresholds: Thresholds,
+    baseline: Mapping[str, Any] | None,
+    candidate: Mapping[str, Any] | None,
+) -> dict[str, dict[str, Any]]:
+    """Scores compared on matched rows, and those one side lacks (with ``missing`` saying so)."""
+    compared = {n.removeprefix("score:") for n in answer["n"] if n.startswith("score:")}
+    in_base = set((baseline or {}).get("scores") or {})
+    in_cand = set((candidate or {}).get("scores") or {})
+    out = {}
+    for name in sorted(compared | in_base | in_cand):
+        missing = None
+        if name not in compared:
+            if name not in in_cand:
+                missing = "only the baseline has this score (the candidate was not scored with it)"
+            elif name not in in_base:
+                missing = "only the candidate has this score (the baseline was not scored with it)"
+            else:
+                missing = "no matched row has this score on both sides"
+        out[name] = _comparison(
+            answer, f"score:{name}", alpha, score=True, thresholds=thresholds, missing=missing
         )
-    return previous
+    return out
+
+
+def _cost_missing(
+    store: Store, answer: Mapping[str, Any], ids: Mapping[str, str], matched: int
+) -> str | None:
+    """Why the cost comparison lacks keys: which side's cost is unknown, and for what."""
+    compared = int(answer["n"].get("metric:cost_usd", 0))
+    if matched == 0 or compared == matched:
+        return None
+    reasons = {side: unknown_cost_reason(store, [id_]) for side, id_ in ids.items()}
+    parts = [f"{side}: {why}" for side, why in reasons.items() if why]
+    sides = " and ".join(side for side, why in reasons.items() if why) or "one side"
+    what = f"unknown for {sides}"
+    detail = f" ({'; '.join(parts)})" if parts else ""
+    if compared == 0:
+        return f"{what}{detail}; no matched row has a known cost on both sides"
+    return f"{what}{detail}; compared over the {compared} of {matched} matched rows priced on both"
+
+
+def _metrics(
+    store: Store,
+    answer: Mapping[str, Any],
+    alpha: float,
+    thresholds: Thresholds,
+    ids: Mapping[str, str],
+    matched: int,
+) -> dict[str, dict[str, Any]]:
+    """Every metric, compared or not: one that cannot be compared says why."""
+    out = {}
+    for metric in METRICS:
+        missing = None
+        if matched == 0:
+            missing = "no row of the candidate matches a row of the baseline"
+        elif metric == "cost_usd":
+            missing = _cost_missing(store, answer, ids, matched)
+        out[metric] = _comparison(
+            answer,
+            f"metric:{metric}",
+            alpha,
+            score=False,
+            thresholds=thresholds,
+            missing=missing,
+        )
+    return out
 
 
 def compare(
@@ -221,12 +293,14 @@ def compare(
     alpha: float = 0.05,
     tolerance: float = SCORE_TOLERANCE,
     metric_tolerance: float = METRIC_TOLERANCE,
+    thresholds: Thresholds | None = None,
     score: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> dict[str, Any]:
     """The comparison as the API and ``evalhouse compare --json`` give it (keys documented in
-    docs/results-api.md and kept stable).
+    docs/results-api.md and kept stable). ``thresholds``: the metrics' practical thresholds
+    (default :class:`Thresholds`).
 
     >>> body = compare(store, {}, "summaries-v3", "summaries-v2")      # doctest: +SKIP
     >>> body["scores"]["exact_match"]["verdict"]
@@ -234,14 +308,12 @@ def compare(
     """
     if not 0 < alpha < 1:
         raise InvalidRequest(f"alpha={alpha}: use a significance level between 0 and 1")
+    thresholds = thresholds or Thresholds()
     cand = resolve(store, candidate)
-    base = pick_baseline(store, cand, baseline)
-    if base.id == cand.id:
-        raise InvalidRequest(
-            f"baseline and candidate are the same experiment ({cand.id}); pick another baseline"
-        )
-    key_sql = "input_key" if not key else f"toString({check_expression(key, 'key')})"
-    rows = rows_sql(aggregates, where)
+    choice = choose_baseline(store, cand, baseline)
+    base = choice.experiment
+    key_sql = "input_key" if not key else f"toString({check_expression(store, key, 'key')})"
+    rows = rows_sql(store, aggregates, where)
     parameters: dict[str, Any] = {
         "ids": [base.id, cand.id],
         "candidate": cand.id,
@@ -260,24 +332,19 @@ def compare(
     by_id = {item["experiment_id"]: item for item in items}
     matched = int(answer["matched_keys"])
     only_baseline, only_candidate = int(answer["only_baseline"]), int(answer["only_candidate"])
-    names = sorted(answer["n"])
     return {
         "baseline": by_id.get(base.id),
         "candidate": by_id.get(cand.id),
+        "baseline_reason": choice.reason,
         "key": key.strip() if key else "input",
         "alpha": alpha,
+        "practical_thresholds": thresholds.as_json(METRICS),
         "matched_rows": matched,
         "unmatched": {"baseline": only_baseline, "candidate": only_candidate},
-        "scores": {
-            name.removeprefix("score:"): _comparison(answer, name, alpha, True)
-            for name in names
-            if name.startswith("score:")
-        },
-        "metrics": {
-            metric: _comparison(answer, f"metric:{metric}", alpha, False)
-            for metric in METRICS
-            if f"metric:{metric}" in answer["n"]
-        },
+        "scores": _scores(answer, alpha, thresholds, by_id.get(base.id), by_id.get(cand.id)),
+        "metrics": _metrics(
+            store, answer, alpha, thresholds, {"baseline": base.id, "candidate": cand.id}, matched
+        ),
         "rows": [
             {
                 "key": row["key"],

@@ -1,15 +1,22 @@
-"""Finding experiments: by id or name (a name means its latest run), and the run before one."""
+"""Finding experiments: by id or name (a name means its latest run), and the baseline of one.
+
+The baseline a comparison uses when none is pinned is the previous run of the same name (else
+of the same dataset) that has at least one row whose task did not error: a run that failed
+whole (an expired key, a model that was down) measures nothing, and comparing with it would
+report every score as a gain. The choice comes back with its reason, which every surface
+prints.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import NamedTuple
 
-from evalhouse.evaluators.results._errors import ExperimentNotFound
+from evalhouse.evaluators.results._errors import ExperimentNotFound, InvalidRequest
 from evalhouse.evaluators.results._sql import query
 from evalhouse.store import Store
 
-__all__ = ["Experiment", "previous_run", "resolve"]
+__all__ = ["BaselineChoice", "Experiment", "choose_baseline", "previous_run", "resolve"]
 
 # One line per experiment, straight from the daemon's table (FINAL drops replaced and deleted
 # rows): cheaper than the `experiments` view, which also joins every score.
@@ -18,7 +25,9 @@ SELECT
     experiment_id,
     anyIf(experiment_name, experiment_name != '') AS name,
     anyIf(dataset_name, dataset_name != '') AS dataset,
-    min(started_at) AS created_at
+    min(started_at) AS created_at,
+    count() AS rows,
+    countIf(error != '') AS errored
 FROM experiment_row_metrics FINAL
 WHERE {where}
 GROUP BY experiment_id
@@ -30,12 +39,37 @@ class Experiment(NamedTuple):
     name: str
     dataset: str
     created_at: datetime
+    rows: int = 0
+    errored: int = 0
+
+    @property
+    def failed_whole(self) -> bool:
+        """Every row's task errored: the run measured nothing."""
+        return self.rows > 0 and self.errored >= self.rows
+
+
+class BaselineChoice(NamedTuple):
+    """The baseline of a comparison and why it is that one (printed by every surface)."""
+
+    experiment: Experiment
+    reason: str
+
+
+# Earlier runs looked at for a baseline: the latest one whose rows did not all error wins.
+_EARLIER_RUNS = 20
 
 
 def _runs(store: Store, where: str, parameters: dict[str, str], order: str) -> list[Experiment]:
     rows = query(store, _RUNS.format(where=where) + order, parameters)
     return [
-        Experiment(row["experiment_id"], row["name"], row["dataset"], row["created_at"])
+        Experiment(
+            row["experiment_id"],
+            row["name"],
+            row["dataset"],
+            row["created_at"],
+            int(row["rows"]),
+            int(row["errored"]),
+        )
         for row in rows
     ]
 
@@ -57,23 +91,99 @@ def resolve(store: Store, reference: str) -> Experiment:
     return found[0]
 
 
-def previous_run(store: Store, experiment: Experiment) -> Experiment | None:
-    """The latest run before ``experiment`` with the same name, else with the same dataset."""
-    for column, value in (
-        ("experiment_name", experiment.name),
-        ("dataset_name", experiment.dataset),
+def _latest_usable(
+    store: Store, column: str, value: str, candidate_id: str, *, before: bool
+) -> tuple[Experiment | None, list[Experiment]]:
+    """The latest run with ``column = value`` (other than the candidate, and started before
+    it when ``before``) that did not fail whole, and the later runs skipped because they did."""
+    having = (
+        # Compared in ClickHouse: the start time keeps its nanoseconds there.
+        "HAVING created_at < (SELECT min(started_at) FROM experiment_row_metrics FINAL "
+        "WHERE experiment_id = {id:String}) "
+        if before
+        else ""
+    )
+    found = _runs(
+        store,
+        f"{column} = {{value:String}} AND experiment_id != {{id:String}}",
+        {"value": value, "id": candidate_id},
+        f"{having}ORDER BY created_at DESC, experiment_id DESC LIMIT {_EARLIER_RUNS}",
+    )
+    skipped: list[Experiment] = []
+    for run in found:
+        if not run.failed_whole:
+            return run, skipped
+        skipped.append(run)
+    return None, skipped
+
+
+def previous_run(
+    store: Store, experiment: Experiment
+) -> tuple[Experiment | None, str, list[Experiment]]:
+    """The latest run before ``experiment`` with the same name, else with the same dataset,
+    that did not fail whole; what it shares (``"name"`` / ``"dataset"``); and the later runs
+    skipped because every row of theirs errored."""
+    skipped: list[Experiment] = []
+    for column, shared, value in (
+        ("experiment_name", "name", experiment.name),
+        ("dataset_name", "dataset", experiment.dataset),
     ):
         if not value:
             continue
-        found = _runs(
-            store,
-            f"{column} = {{value:String}} AND experiment_id != {{id:String}}",
-            {"value": value, "id": experiment.id},
-            # Compared in ClickHouse: the start time keeps its nanoseconds there.
-            "HAVING created_at < (SELECT min(started_at) FROM experiment_row_metrics FINAL "
-            "WHERE experiment_id = {id:String}) ORDER BY created_at DESC, experiment_id DESC "
-            "LIMIT 1",
+        found, passed = _latest_usable(store, column, value, experiment.id, before=True)
+        skipped.extend(run for run in passed if run not in skipped)
+        if found is not None:
+            return found, shared, skipped
+    return None, "", skipped
+
+
+def _skipped_note(skipped: list[Experiment]) -> str:
+    if not skipped:
+        return ""
+    runs = ", ".join(f"{run.id} ({run.errored} of {run.rows} rows errored)" for run in skipped)
+    plural = "s" if len(skipped) > 1 else ""
+    return f"; skipped {len(skipped)} later run{plural} whose rows all errored: {runs}"
+
+
+def choose_baseline(store: Store, candidate: Experiment, baseline: str | None) -> BaselineChoice:
+    """The baseline of ``candidate``: ``baseline`` pinned by id; else the latest run named
+    ``baseline`` that did not fail whole; without one (or when it is the candidate's own
+    name), the previous run of the same name (else dataset) that did not fail whole.
+    Raises :class:`InvalidRequest` when there is none.
+
+    >>> choose_baseline(store, resolve(store, "qa"), None).reason      # doctest: +SKIP
+    "the previous run of 'qa' (same name)"
+    """
+    if baseline:
+        found = resolve(store, baseline)
+        if found.id == baseline:
+            if found.id == candidate.id:
+                raise InvalidRequest(
+                    f"baseline and candidate are the same experiment ({candidate.id}); "
+                    "pick another baseline"
+                )
+            failed = f" (every row of it errored: {found.errored} of {found.rows})"
+            return BaselineChoice(found, f"pinned by id{failed if found.failed_whole else ''}")
+        if baseline != candidate.name:
+            named, skipped = _latest_usable(
+                store, "experiment_name", baseline, candidate.id, before=False
+            )
+            if named is None:
+                raise InvalidRequest(
+                    f"every run named {baseline!r} failed whole (all rows errored)"
+                    + _skipped_note(skipped).replace("; skipped", ": skipped")
+                    + "; pin one by id if you mean it"
+                )
+            return BaselineChoice(
+                named, f"the latest run named {baseline!r}" + _skipped_note(skipped)
+            )
+    previous, shared, skipped = previous_run(store, candidate)
+    if previous is None:
+        raise InvalidRequest(
+            f"experiment {candidate.name or candidate.id!r} has no earlier run of the same name "
+            "or dataset to compare with" + _skipped_note(skipped) + "; pass a baseline (id or name)"
         )
-        if found:
-            return found[0]
-    return None
+    of = candidate.name if shared == "name" else candidate.dataset
+    return BaselineChoice(
+        previous, f"the previous run of {of!r} (same {shared})" + _skipped_note(skipped)
+    )

@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from evalhouse.config import AggregateScore
+from evalhouse.config import AggregateScore, Settings
 from evalhouse.evaluators.results._benchmark import PASS_THRESHOLD, benchmark
 from evalhouse.evaluators.results._compare import METRIC_TOLERANCE, SCORE_TOLERANCE, compare
 from evalhouse.evaluators.results._export import Export, export_rows
 from evalhouse.evaluators.results._row_page import rows_page
 from evalhouse.evaluators.results._summary import list_experiments, summary, trend
+from evalhouse.evaluators.results._thresholds import Thresholds
 from evalhouse.evaluators.results._trainloop import trainloop_benchmark, trainloop_results
 from evalhouse.evaluators.results._trials import FLAKY_TOLERANCE, trials
 from evalhouse.store import Store
@@ -36,10 +37,23 @@ class Results:
         aggregates: Mapping[str, AggregateScore] | None = None,
         *,
         alpha: float = 0.05,
+        thresholds: Thresholds | None = None,
     ) -> None:
         self.store = store
         self.aggregates = dict(aggregates or {})
         self.alpha = alpha
+        self.thresholds = thresholds or Thresholds()
+
+    @classmethod
+    def from_settings(cls, store: Store, settings: Settings) -> Results:
+        """The results of ``store`` with the settings' aggregate scores, significance level
+        and practical thresholds (the API and the CLI's direct mode build it this way)."""
+        return cls(
+            store,
+            settings.aggregate_scores,
+            alpha=settings.compare_alpha,
+            thresholds=Thresholds.from_settings(settings),
+        )
 
     def experiments(
         self,
@@ -47,6 +61,7 @@ class Results:
         name: str | None = None,
         dataset: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        usable: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> dict[str, Any]:
@@ -56,6 +71,7 @@ class Results:
             name=name,
             dataset=dataset,
             metadata=metadata,
+            usable=usable,
             limit=limit,
             offset=offset,
         )
@@ -132,6 +148,7 @@ class Results:
             alpha=alpha or self.alpha,
             tolerance=tolerance,
             metric_tolerance=metric_tolerance,
+            thresholds=self.thresholds,
             score=score,
             limit=limit,
             offset=offset,

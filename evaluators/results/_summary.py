@@ -23,7 +23,7 @@ from evalhouse.evaluators.results._sql import (
     row_source,
     rows_sql,
 )
-from evalhouse.evaluators.results._stats import mean_interval
+from evalhouse.evaluators.results._stats import score_interval
 from evalhouse.store import Store
 
 __all__ = ["experiment_items", "list_experiments", "summary", "trend"]
@@ -76,6 +76,26 @@ def _with_aggregates(
     return items
 
 
+_PROVENANCE_COUNTS = f"""
+SELECT experiment_id, {", ".join(f"countIf(cost_provenance = '{p}') AS `{p}`" for p in PROVENANCES)}
+FROM experiment_row_metrics FINAL
+WHERE experiment_id IN {{ids:Array(String)}}
+GROUP BY experiment_id
+"""
+
+
+def _with_provenance(store: Store, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add ``cost_provenance`` (rows per provenance) to each item: where its cost comes from."""
+    if not items:
+        return items
+    counts = query(store, _PROVENANCE_COUNTS, {"ids": [item["experiment_id"] for item in items]})
+    by_id = {row["experiment_id"]: row for row in counts}
+    for item in items:
+        row = by_id.get(item["experiment_id"], {})
+        item["cost_provenance"] = {p: int(row.get(p, 0)) for p in PROVENANCES}
+    return items
+
+
 def experiment_items(
     store: Store, aggregates: Mapping[str, AggregateScore], ids: Sequence[str]
 ) -> list[dict[str, Any]]:
@@ -86,7 +106,8 @@ def experiment_items(
         "ORDER BY created_at DESC, experiment_id DESC",
         {"ids": list(ids)},
     )
-    return _with_aggregates(store, aggregates, [_item(row) for row in rows])
+    items = _with_aggregates(store, aggregates, [_item(row) for row in rows])
+    return _with_provenance(store, items)
 
 
 def list_experiments(
@@ -96,11 +117,14 @@ def list_experiments(
     name: str | None = None,
     dataset: str | None = None,
     metadata: Mapping[str, str] | None = None,
+    usable: bool = False,
     limit: int = 50,
     offset: int = 0,
 ) -> dict[str, Any]:
     """``{"experiments": [...], "total": N}``, newest first; ``metadata`` matches experiment
-    metadata values (compared as text: ``{"model": "gpt-4o"}``, ``{"temperature": "0.2"}``).
+    metadata values (compared as text: ``{"model": "gpt-4o"}``, ``{"temperature": "0.2"}``);
+    ``usable`` keeps the runs that can be a baseline (not every row errored: the rule of
+    :func:`~evalhouse.evaluators.results._resolve.choose_baseline`).
 
     >>> list_experiments(store, {}, name="summaries", limit=10)    # doctest: +SKIP
     {'experiments': [{'experiment_id': ..., 'scores': {'exact_match': 0.8}, ...}], 'total': 3}
@@ -113,6 +137,8 @@ def list_experiments(
     if dataset:
         where.append("dataset_name = {dataset:String}")
         parameters["dataset"] = dataset
+    if usable:
+        where.append("errored_rows < rows")
     for index, (key, value) in enumerate(sorted((metadata or {}).items())):
         k, v = f"{{mk{index}:String}}", f"{{mv{index}:String}}"
         where.append(
@@ -133,7 +159,7 @@ def list_experiments(
         )
         total = int(counted[0]["n"])
     items = _with_aggregates(store, aggregates, [_item(row) for row in rows])
-    return {"experiments": items, "total": total}
+    return {"experiments": _with_provenance(store, items), "total": total}
 
 
 def trend(
@@ -160,7 +186,9 @@ def trend(
         "ORDER BY created_at, experiment_id",
         {"v": value, "limit": limit},
     )
-    items = _with_aggregates(store, aggregates, [_item(row) for row in rows])
+    items = _with_provenance(
+        store, _with_aggregates(store, aggregates, [_item(row) for row in rows])
+    )
     runs = [
         {
             "experiment_id": item["experiment_id"],
@@ -170,6 +198,7 @@ def trend(
             "avg_cost_usd": None
             if item["total_cost_usd"] is None or not item["rows"]
             else item["total_cost_usd"] / item["rows"],
+            "cost_provenance": item["cost_provenance"],
         }
         for item in items
     ]
@@ -233,6 +262,7 @@ SELECT
     countIf(item.3 = 0) AS count,
     avgIf(item.2, item.3 = 0) AS mean,
     stddevSampStableIf(item.2, item.3 = 0) AS stddev,
+    countIf(item.3 = 0 AND item.2 NOT IN (0, 1)) AS fractional,
     countIf(item.3 = 1) AS errors
 FROM (SELECT {group} AS g, scores, score_errors FROM ({rows}))
 ARRAY JOIN arrayConcat(
@@ -259,14 +289,17 @@ def _score_stats(rows: Sequence[Mapping[str, Any]], alpha: float) -> dict[str, d
     stats = {}
     for row in rows:
         count, mean = int(row["count"]), clean(row["mean"])
-        interval = mean_interval(count, mean, clean(row["stddev"]), alpha) if count else None
+        stddev = clean(row["stddev"]) if count > 1 else None
+        pass_fail = int(row["fractional"]) == 0
+        interval = score_interval(count, mean, stddev, alpha, pass_fail=pass_fail)
         stats[row["name"]] = {
             "mean": mean if count else None,
             "count": count,
             "errors": int(row["errors"]),
-            "stddev": clean(row["stddev"]) if count > 1 else None,
-            "ci_low": interval.low if interval else None,
-            "ci_high": interval.high if interval else None,
+            "stddev": stddev,
+            "ci_low": interval.low,
+            "ci_high": interval.high,
+            "ci_method": interval.method,
         }
     return stats
 
@@ -303,15 +336,18 @@ def summary(
     alpha: float = 0.05,
 ) -> dict[str, Any]:
     """Everything about one experiment (id, or name for its latest run): score statistics
-    with ``1 - alpha`` intervals across rows, metric means and percentiles, cost, span
+    with ``1 - alpha`` intervals across rows (within [0, 1]: Wilson for pass/fail scores, see
+    :func:`~evalhouse.evaluators.results._stats.score_interval`), metric means and
+    percentiles, cost, span
     accounting and errors; optionally grouped, and over the rows ``where`` selects.
 
     >>> summary(store, {}, "summaries-v2")["scores"]["exact_match"]     # doctest: +SKIP
-    {'mean': 0.8, 'count': 10, 'errors': 0, 'stddev': 0.42, 'ci_low': 0.5, 'ci_high': 1.1}
+    {'mean': 0.8, 'count': 10, 'errors': 0, 'stddev': 0.42, 'ci_low': 0.49, 'ci_high': 0.94,
+     'ci_method': 'wilson'}
     """
     experiment = resolve(store, reference)
     items = experiment_items(store, aggregates, [experiment.id])
-    sql_rows = rows_sql(aggregates, where)
+    sql_rows = rows_sql(store, aggregates, where)
     parameters: dict[str, Any] = {"ids": [experiment.id]}
     figures, scores = _figures(store, sql_rows, parameters, "''", alpha)
     top = figures[0] if figures else _empty_figures()
@@ -320,6 +356,7 @@ def summary(
     body: dict[str, Any] = {
         "experiment": items[0] if items else None,
         "rows": rows,
+        "alpha": alpha,
         "scores": scores.get("", {}),
         "metrics": _metrics(top),
         "cost": {

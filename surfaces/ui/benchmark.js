@@ -3,7 +3,7 @@
 
 import { api } from "./api.js";
 import { barChart, scatterChart } from "./charts.js";
-import { fmt, h, mount, notice, params, preview, scoreChip, setParams } from "./dom.js";
+import { addProvenance, costSource, fmt, h, mount, notice, params, preview, scoreChip, setParams } from "./dom.js";
 
 const OVERALL = "score";
 
@@ -103,7 +103,7 @@ export async function render(root) {
       const name = picker.value;
       mount(
         charts,
-        h("section", { class: "card" }, scatterChart({ title: "Score vs cost per row", points: groups.map((g) => ({ x: g.cost_per_row_usd, y: scoreOf(g, name), series: String(g.key), label: String(g.key) })), xFormat: fmt.usd, yFormat: fmt.score, xLabel: "cost per row", yLabel: name === OVERALL ? "mean score" : name, highlight: (p) => p.label === describe(data.best_value) })),
+        h("section", { class: "card" }, scatterChart({ title: "Score vs cost per row", points: groups.map((g) => ({ x: g.cost_per_row_usd, y: scoreOf(g, name), series: String(g.key), label: String(g.key) })), xFormat: fmt.usd, yFormat: fmt.score, xLabel: "cost per row", yLabel: name === OVERALL ? "mean score" : name, highlight: (p) => p.label === describe(data.best_value), highlightLabel: "best value: most score per dollar" })),
         h("section", { class: "card" }, barChart({ title: `${name === OVERALL ? "Mean score" : `Mean ${name}`} by ${state.by.replace(/^metadata\./, "")}`, categories: groups.map((g) => String(g.key)), series: [{ name, values: groups.map((g) => scoreOf(g, name)) }], yFormat: fmt.score, yMax: 1 })),
       );
     };
@@ -115,7 +115,7 @@ export async function render(root) {
         { class: "grid-3 callouts" },
         h("section", { class: "card callout", id: "best-overall" }, h("div", { class: "muted small" }, "best overall"), h("div", { class: "big" }, describe(data.best_overall))),
         h("section", { class: "card callout", id: "best-value" }, h("div", { class: "muted small" }, "best value (score per dollar)"), h("div", { class: "big" }, describe(data.best_value))),
-        h("section", { class: "card callout", id: "cost-savings" }, h("div", { class: "muted small" }, "cost savings"), h("div", { class: "big small-big" }, savings(data.cost_savings))),
+        h("section", { class: "card callout", id: "cost-savings" }, h("div", { class: "muted small" }, "cost savings"), h("div", { class: "big small-big" }, savings(data.cost_savings)), h("div", { class: "muted small" }, `costs: ${costSource(addProvenance(groups))}`)),
       ),
       scoreNames.length > 1 ? h("label", { class: "inline" }, "score ", picker) : null,
       charts,
@@ -128,7 +128,7 @@ export async function render(root) {
           h(
             "table",
             { class: "table", id: "benchmark-table" },
-            h("thead", {}, h("tr", {}, h("th", {}, state.by.replace(/^metadata\./, "")), h("th", { class: "num" }, "experiments"), scoreNames.map((n) => h("th", { class: "num" }, n === OVERALL ? "mean score" : n)), h("th", { class: "num" }, "total cost"), h("th", { class: "num" }, "cost per row"), h("th", { class: "num" }, "mean latency"), h("th", { class: "num" }, "tokens"))),
+            h("thead", {}, h("tr", {}, h("th", {}, state.by.replace(/^metadata\./, "")), h("th", { class: "num" }, "experiments"), scoreNames.map((n) => h("th", { class: "num" }, n === OVERALL ? "mean score" : n)), h("th", { class: "num" }, "total cost"), h("th", { class: "num" }, "cost per row"), h("th", {}, "cost source"), h("th", { class: "num" }, "mean latency"), h("th", { class: "num" }, "tokens"))),
             h(
               "tbody",
               {},
@@ -139,8 +139,9 @@ export async function render(root) {
                   h("td", { class: "strong" }, String(g.key)),
                   h("td", { class: "num" }, Array.isArray(g.experiments) ? g.experiments.length : fmt.int(g.experiments)),
                   scoreNames.map((n) => h("td", { class: "num" }, scoreChip(scoreOf(g, n)))),
-                  h("td", { class: "num" }, fmt.usd(g.cost_total_usd)),
+                  h("td", { class: "num", title: g.cost_missing || null }, fmt.usd(g.cost_total_usd)),
                   h("td", { class: "num" }, fmt.usd(g.cost_per_row_usd)),
+                  h("td", { class: "cost-source" }, costSource(g.cost_provenance), g.cost_missing ? h("div", { class: "small missing-text" }, g.cost_missing) : null, g.price_data_version ? h("div", { class: "small muted" }, g.price_data_version) : null),
                   h("td", { class: "num" }, fmt.ms(g.avg_task_duration_ms)),
                   h("td", { class: "num" }, fmt.tokens(g.total_tokens)),
                 ),

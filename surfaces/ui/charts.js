@@ -153,7 +153,7 @@ export function barChart({ title, categories, series, yFormat = String, yMax, he
 /**
  * Points: scatterChart({title, points: [{x, y, series, label, href}], xFormat, yFormat, xLabel, yLabel})
  */
-export function scatterChart({ title, points, xFormat = String, yFormat = String, xLabel, yLabel, yMin, yMax, height = 260, width: W = 560, highlight }) {
+export function scatterChart({ title, points, xFormat = String, yFormat = String, xLabel, yLabel, yMin, yMax, height = 260, width: W = 560, highlight, highlightLabel }) {
   const usable = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
   const names = [...new Set(usable.map((p) => p.series || ""))];
   const series = colored(names.map((name) => ({ name: name || "points" })));
@@ -170,11 +170,15 @@ export function scatterChart({ title, points, xFormat = String, yFormat = String
   const svgNode = s("svg", { viewBox: `0 0 ${W} ${height + 12}`, class: "chart-svg", role: "img", "aria-label": title || "scatter plot" }, frame(W, height, yTicks, yScale, yFormat, yLabel));
   for (const t of xTicks) svgNode.append(s("text", { x: xScale(t), y: height - 10, class: "tick", "text-anchor": "middle" }, xFormat(t)));
   if (xLabel) svgNode.append(s("text", { x: (M.left + W) / 2, y: height + 8, class: "axis-label", "text-anchor": "middle" }, xLabel));
+  let highlighted = false;
   for (const p of usable) {
     const special = highlight && highlight(p);
+    highlighted ||= Boolean(special);
     const dot = s("circle", { cx: xScale(p.x), cy: yScale(p.y), r: special ? 7 : 5, fill: colorOf[p.series || "points"], "fill-opacity": 0.75, stroke: special ? "#111827" : "white", "stroke-width": special ? 2 : 1, class: "point" });
     hoverable(dot, `${p.label ? `${p.label}: ` : ""}${xLabel || "x"} ${xFormat(p.x)}, ${yLabel || "y"} ${yFormat(p.y)}`);
     svgNode.append(linked(dot, p.href));
   }
-  return wrap(title, svgNode, names.length > 1 ? series : []);
+  // The enlarged, outlined point says what it is in the legend (the best value, say).
+  const key = highlighted && highlightLabel ? h("div", { class: "legend highlight-legend" }, h("span", { class: "legend-item" }, h("i", { class: "legend-ring" }), highlightLabel)) : null;
+  return wrap(title, svgNode, names.length > 1 ? series : [], key);
 }

@@ -1,7 +1,7 @@
 // Diff mode: a candidate experiment against a baseline, matched row by row.
 
 import { api, ApiError, saveBlob } from "./api.js";
-import { decoded, fmt, h, mount, notice, params, preview, pretty, scoreChip, setParams } from "./dom.js";
+import { costSource, decoded, fmt, h, mount, notice, params, preview, pretty, scoreChip, setParams } from "./dom.js";
 import { metricFormat, metricLabel } from "./experiment.js";
 
 const SHOW = 100;
@@ -90,15 +90,28 @@ function outputChanged(row) {
   return text((row.baseline || {}).output) !== text((row.candidate || {}).output);
 }
 
-function statTable(id, entries, kind) {
+function statTable(id, entries, kind, alpha, sources) {
   const isScore = kind === "score";
+  const level = `${Math.round((1 - (alpha ?? 0.05)) * 1000) / 10}%`;
   return h(
     "table",
     { class: "table", id },
     h(
       "thead",
       {},
-      h("tr", {}, h("th", {}, isScore ? "Score" : "Metric"), h("th", { class: "num" }, "Baseline"), h("th", { class: "num" }, "Candidate"), h("th", { class: "num" }, "Change"), h("th", { class: "num" }, "95% interval"), h("th", { class: "num" }, "p"), h("th", { class: "num", title: "rows that got better" }, "▲ better"), h("th", { class: "num", title: "rows that got worse" }, "▼ worse"), h("th", { class: "num" }, "= same"), h("th", {}, "Verdict")),
+      h(
+        "tr",
+        {},
+        h("th", {}, isScore ? "Score" : "Metric"),
+        h("th", { class: "num" }, "Baseline"),
+        h("th", { class: "num" }, "Candidate"),
+        h("th", { class: "num" }, "Change"),
+        h("th", { class: "num" }, `${level} interval`),
+        h("th", { class: "num" }, "p"),
+        h("th", { class: "num", title: "rows that got better / worse / stayed the same" }, "▲ / ▼ / ="),
+        isScore ? null : h("th", { class: "num", title: "the smallest change of the mean that counts (practical threshold): a smaller one is “unchanged”, however small p is" }, "Min change"),
+        h("th", {}, "Verdict"),
+      ),
     ),
     h(
       "tbody",
@@ -107,23 +120,33 @@ function statTable(id, entries, kind) {
         const f = isScore ? fmt.score : metricFormat(name);
         const signed = (v) => (isScore ? fmt.signedScore(v) : `${v > 0 ? "+" : v < 0 ? "−" : "±"}${f(Math.abs(v))}`);
         const interval = Number.isFinite(st.ci_low) && Number.isFinite(st.ci_high) ? `${signed(st.ci_low)} … ${signed(st.ci_high)}` : "–";
+        const label = isScore ? name : metricLabel(name);
+        const source = name === "cost_usd" && sources ? h("div", { class: "small muted cost-source" }, `baseline ${sources.baseline} · candidate ${sources.candidate}`) : null;
+        if (st.missing && !(st.matched > 0)) {
+          return h("tr", { "data-score": name, class: "missing-row" }, h("td", { class: "strong" }, label, source), h("td", { colspan: isScore ? 7 : 8, class: "missing-text" }, st.missing), h("td", {}, h("span", { class: "chip verdict muted", title: st.missing }, "not compared")));
+        }
         return h(
           "tr",
           { "data-score": name },
-          h("td", { class: "strong" }, isScore ? name : metricLabel(name)),
+          h("td", { class: "strong" }, label, source, st.missing ? h("div", { class: "small missing-text" }, st.missing) : null),
           h("td", { class: "num" }, isScore ? scoreChip(st.baseline_mean) : f(st.baseline_mean)),
           h("td", { class: "num" }, isScore ? scoreChip(st.candidate_mean) : f(st.candidate_mean)),
           h("td", { class: "num strong" }, Number.isFinite(st.diff) ? signed(st.diff) : "–"),
           h("td", { class: "num muted" }, interval),
           h("td", { class: "num muted" }, fmt.pValue(st.p_value)),
-          h("td", { class: "num good-text" }, fmt.int(st.improvements)),
-          h("td", { class: "num bad-text" }, fmt.int(st.regressions)),
-          h("td", { class: "num muted" }, fmt.int(st.unchanged)),
-          h("td", {}, h("span", { class: `chip verdict ${verdictClass(st.verdict)}` }, st.verdict || "–")),
+          h("td", { class: "num" }, h("span", { class: "good-text" }, fmt.int(st.improvements)), " / ", h("span", { class: "bad-text" }, fmt.int(st.regressions)), " / ", h("span", { class: "muted" }, fmt.int(st.unchanged))),
+          isScore ? null : h("td", { class: "num muted" }, Number.isFinite(st.min_change) ? (/tokens/.test(name) ? fmt.num(st.min_change, 2) : f(st.min_change)) : "–"),
+          h("td", {}, h("span", { class: `chip verdict ${verdictClass(st.verdict)}`, title: verdictTitle(st) }, st.verdict || "–")),
         );
       }),
     ),
   );
+}
+
+function verdictTitle(st) {
+  if (st.verdict === "unchanged") return `the change is below the practical threshold (${st.min_change}), however small p is`;
+  if (st.verdict === "insufficient data") return "fewer than two matched rows";
+  return `paired t-test, p = ${fmt.pValue(st.p_value)}`;
 }
 
 export async function render(root) {
@@ -170,9 +193,11 @@ export async function render(root) {
       // keep going until every matched row is here
     }
   }
-  const scoreNames = Object.keys(data.scores || {}).sort();
+  // Columns of the row grid: the scores compared (a score one side lacks is listed above).
+  const scoreNames = Object.keys(data.scores || {}).filter((n) => !(data.scores[n].missing && !(data.scores[n].matched > 0))).sort();
   // Metrics neither run has (cache or reasoning tokens, say) would only be rows of zeros.
-  const metrics = Object.entries(data.metrics || {}).filter(([, st]) => [st.baseline_mean, st.candidate_mean].some((v) => Number.isFinite(v) && v !== 0));
+  // A metric that could not be compared (an unknown cost) stays, saying why.
+  const metrics = Object.entries(data.metrics || {}).filter(([, st]) => st.missing || [st.baseline_mean, st.candidate_mean].some((v) => Number.isFinite(v) && v !== 0));
   let shown = SHOW;
 
   const keyInput = h("input", { type: "text", class: "mono key-input", value: state.key, placeholder: "input (default), or row_id, or an SQL expression", "aria-label": "comparison key", id: "compare-key" });
@@ -180,8 +205,8 @@ export async function render(root) {
   const filters = h("nav", { class: "tabs" });
   const filename = `compare-${String(base.experiment_id).slice(0, 8)}-${String(cand.experiment_id).slice(0, 8)}`;
 
-  const side = (label, e) =>
-    h("div", { class: "side" }, h("div", { class: "muted small" }, label), h("a", { href: `/experiments/${encodeURIComponent(e.experiment_id)}`, class: "strong" }, e.experiment_name || e.experiment_id), h("div", { class: "muted small mono" }, String(e.experiment_id).slice(0, 13), e.created_at ? ` · ${fmt.time(e.created_at)}` : ""));
+  const side = (label, e, why) =>
+    h("div", { class: "side" }, h("div", { class: "muted small", title: why || null }, label, why ? ` — ${why}` : ""), h("a", { href: `/experiments/${encodeURIComponent(e.experiment_id)}`, class: "strong" }, e.experiment_name || e.experiment_id), h("div", { class: "muted small mono" }, String(e.experiment_id).slice(0, 13), e.created_at ? ` · ${fmt.time(e.created_at)}` : ""));
 
   mount(
     root,
@@ -198,7 +223,7 @@ export async function render(root) {
         h("button", { type: "button", class: "button", "data-export": "json", onclick: async () => { await loadAll(); saveBlob(new Blob([JSON.stringify({ ...data, rows }, null, 2)], { type: "application/json" }), `${filename}.json`); } }, "Download JSON"),
       ),
     ),
-    h("div", { class: "versus" }, side("baseline", base), h("span", { class: "arrow" }, "→"), side("candidate", cand)),
+    h("div", { class: "versus" }, side("baseline", base, data.baseline_reason), h("span", { class: "arrow" }, "→"), side("candidate", cand)),
     h(
       "div",
       { class: "meta-line" },
@@ -207,8 +232,8 @@ export async function render(root) {
       h("label", { class: "inline" }, "matched by ", keyInput, h("button", { type: "button", onclick: () => { setParams({ ...state, key: keyInput.value.trim() }); window.location.reload(); } }, "Apply")),
     ),
     data.matched_rows === 0 ? notice("info", "No rows matched", "The two experiments share no row with the same comparison key. Rows are matched by their input unless a key (a metadata field, say) is given above.") : null,
-    h("section", { class: "card" }, h("h2", {}, "Scores"), scoreNames.length ? h("div", { class: "table-wrap" }, statTable("compare-scores", Object.entries(data.scores).sort(([a], [b]) => a.localeCompare(b)), "score")) : h("p", { class: "muted" }, "Neither experiment has scores.")),
-    metrics.length ? h("section", { class: "card" }, h("h2", {}, "Metrics"), h("div", { class: "table-wrap" }, statTable("compare-metrics", metrics, "metric"))) : null,
+    h("section", { class: "card" }, h("h2", {}, "Scores"), Object.keys(data.scores || {}).length ? h("div", { class: "table-wrap" }, statTable("compare-scores", Object.entries(data.scores).sort(([a], [b]) => a.localeCompare(b)), "score", data.alpha)) : h("p", { class: "muted" }, "Neither experiment has scores.")),
+    metrics.length ? h("section", { class: "card" }, h("h2", {}, "Metrics"), h("div", { class: "table-wrap" }, statTable("compare-metrics", metrics, "metric", data.alpha, { baseline: costSource(base.cost_provenance), candidate: costSource(cand.cost_provenance) }))) : null,
     filters,
     grid,
   );

@@ -212,6 +212,21 @@ export function query(values) {
   return text ? `?${text}` : "";
 }
 
+/** Where a cost comes from, from its rows' provenance counts: "inferred", "provided + inferred"… */
+export function costSource(provenance) {
+  const counts = provenance || {};
+  const kinds = ["provided", "inferred", "partly_unknown", "unknown"].filter((k) => counts[k]);
+  if (kinds.length) return kinds.map((k) => k.replace("_", " ")).join(" + ");
+  return counts.none ? "no model calls" : "–";
+}
+
+/** Provenance counts added up over several experiments (runs of a chart, say). */
+export function addProvenance(items) {
+  const total = {};
+  for (const item of items) for (const [k, v] of Object.entries((item && item.cost_provenance) || {})) total[k] = (total[k] || 0) + v;
+  return total;
+}
+
 /** A coloured chip for a score in [0, 1]. */
 export function scoreChip(value) {
   if (typeof value !== "number") return h("span", { class: "chip muted" }, "–");

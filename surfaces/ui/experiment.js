@@ -81,6 +81,7 @@ function columnsFor(scoreNames, summary) {
 
 function scoreCard(summary) {
   const scores = Object.entries(summary.scores || {}).sort(([a], [b]) => a.localeCompare(b));
+  const level = `${Math.round((1 - (summary.alpha ?? 0.05)) * 1000) / 10}%`;
   return h(
     "section",
     { class: "card stat-card", id: "scores-card" },
@@ -89,7 +90,7 @@ function scoreCard(summary) {
       ? h(
           "table",
           { class: "mini" },
-          h("thead", {}, h("tr", {}, h("th", {}, "score"), h("th", { class: "num" }, "mean"), h("th", {}, "95% interval"), h("th", { class: "num" }, "n"), h("th", { class: "num" }, "errors"))),
+          h("thead", {}, h("tr", {}, h("th", {}, "score"), h("th", { class: "num" }, "mean"), h("th", { title: "Wilson interval for pass/fail scores; Wilson with the effective sample size for continuous scores (docs/results-api.md)" }, `${level} interval`), h("th", { class: "num" }, "n"), h("th", { class: "num" }, "errors"))),
           h(
             "tbody",
             {},
@@ -99,7 +100,7 @@ function scoreCard(summary) {
                 {},
                 h("td", { class: "strong" }, name),
                 h("td", { class: "num" }, scoreChip(s.mean)),
-                h("td", { class: "nowrap" }, intervalBar(s), h("span", { class: "muted small" }, ` ${fmt.score(clip(s.ci_low))}–${fmt.score(clip(s.ci_high))}`)),
+                h("td", { class: "nowrap interval-cell", title: intervalTitle(s, level) }, intervalBar(s), h("span", { class: "muted small" }, Number.isFinite(s.ci_low) ? ` ${fmt.score(s.ci_low)}–${fmt.score(s.ci_high)}` : " –")),
                 h("td", { class: "num" }, fmt.int(s.count)),
                 h("td", { class: "num" }, s.errors ? h("span", { class: "chip bad" }, fmt.int(s.errors)) : "0"),
               ),
@@ -110,15 +111,20 @@ function scoreCard(summary) {
   );
 }
 
-// Scores live in [0, 1]: an interval reaching past either end is shown clipped to it.
-const clip = (v) => (Number.isFinite(v) ? Math.max(0, Math.min(1, v)) : v);
+const METHODS = { wilson: "Wilson interval (pass/fail score)", wilson_effective_n: "Wilson interval with the effective sample size (continuous score)" };
 
+function intervalTitle(s, level) {
+  if (!Number.isFinite(s.ci_low)) return s.count < 2 ? "one value: no interval" : "no interval";
+  return `mean ${fmt.score(s.mean)}, ${level} interval ${fmt.score(s.ci_low)}–${fmt.score(s.ci_high)}: ${METHODS[s.ci_method] || s.ci_method}`;
+}
+
+// The server's intervals already stay in [0, 1]: drawn as they are, the numbers the CLI prints.
 function intervalBar(s) {
   if (!Number.isFinite(s.ci_low) || !Number.isFinite(s.ci_high)) return h("span", { class: "ci-bar empty" });
-  const left = Math.max(0, Math.min(1, s.ci_low)) * 100;
-  const right = Math.max(0, Math.min(1, s.ci_high)) * 100;
-  const mean = Math.max(0, Math.min(1, s.mean ?? 0)) * 100;
-  return h("span", { class: "ci-bar", title: `mean ${fmt.score(s.mean)}, 95% interval ${fmt.score(clip(s.ci_low))}–${fmt.score(clip(s.ci_high))}` }, h("i", { class: "ci-range", style: { left: `${left}%`, width: `${Math.max(1, right - left)}%` } }), h("i", { class: "ci-mean", style: { left: `${mean}%` } }));
+  const left = s.ci_low * 100;
+  const right = s.ci_high * 100;
+  const mean = (s.mean ?? 0) * 100;
+  return h("span", { class: "ci-bar" }, h("i", { class: "ci-range", style: { left: `${left}%`, width: `${Math.max(1, right - left)}%` } }), h("i", { class: "ci-mean", style: { left: `${mean}%` } }));
 }
 
 // Always shown; other metrics only when some row has them (cache and reasoning tokens...).

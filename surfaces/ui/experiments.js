@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { barChart, lineChart, scatterChart } from "./charts.js";
-import { fmt, h, mount, notice, params, scoreChip, setParams } from "./dom.js";
+import { addProvenance, costSource, fmt, h, mount, notice, params, scoreChip, setParams } from "./dom.js";
 
 const PAGE = 50;
 
@@ -135,7 +135,7 @@ export async function render(root) {
             h("td", { class: "num" }, fmt.ms(e.avg_task_duration_ms)),
             h("td", { class: "num" }, fmt.ms(e.p95_task_duration_ms)),
             h("td", { class: "num" }, fmt.tokens(e.total_tokens)),
-            h("td", { class: "num" }, fmt.usd(e.total_cost_usd)),
+            h("td", { class: "num", title: `cost source: ${costSource(e.cost_provenance)}` }, fmt.usd(e.total_cost_usd), h("div", { class: "small muted cost-source" }, costSource(e.cost_provenance))),
           ),
         ),
       ),
@@ -210,8 +210,15 @@ export async function render(root) {
   }
 
   async function renderTrend(rows) {
-    const names = [...new Set(rows.map((e) => e.experiment_name).filter(Boolean))];
-    const datasets = [...new Set(rows.map((e) => e.dataset_name).filter(Boolean))];
+    // Most runs first (ties: the most recent first), so the chart opens on a name that has a
+    // trend to show rather than on a one-run experiment.
+    const byRuns = (values) => {
+      const counts = new Map();
+      for (const v of values) if (v) counts.set(v, (counts.get(v) || 0) + 1);
+      return [...counts.keys()].sort((a, b) => counts.get(b) - counts.get(a));
+    };
+    const names = byRuns(rows.map((e) => e.experiment_name));
+    const datasets = byRuns(rows.map((e) => e.dataset_name));
     const mode = h("select", { "aria-label": "runs grouped by" }, h("option", { value: "name" }, "experiment name"), datasets.length ? h("option", { value: "dataset" }, "dataset") : null);
     const value = h("select", { "aria-label": "runs of" });
     const charts = h("div", { class: "grid-3" });
@@ -240,7 +247,7 @@ export async function render(root) {
         charts,
         lineChart({ title: "Scores", labels, width: 420, yFormat: fmt.score, yMin: 0, yMax: 1, series: scoreNames.map((n) => ({ name: n, values: runs.map((r) => (r.scores || {})[n]), hrefs })) }),
         lineChart({ title: "Mean latency", labels, width: 420, yFormat: fmt.ms, series: [{ name: "mean task duration", values: runs.map((r) => r.avg_task_duration_ms), hrefs }] }),
-        lineChart({ title: "Average cost per row", labels, width: 420, yFormat: fmt.usd, series: [{ name: "average cost", values: runs.map((r) => r.avg_cost_usd), hrefs, color: "#d97706" }] }),
+        lineChart({ title: `Average cost per row (${costSource(addProvenance(runs))})`, labels, width: 420, yFormat: fmt.usd, series: [{ name: "average cost", values: runs.map((r) => r.avg_cost_usd), hrefs, color: "#d97706" }] }),
       );
       if (trendNote.length) charts.append(h("div", { class: "trend-note" }, h("span", { class: "muted" }, "Trend over these runs: "), trendNote));
     };
