@@ -1,6 +1,6 @@
 """Evaluator benchmark: row metrics for 10,000 rows, and judge throughput.
 
-Goals (issue 4): metrics for 10,000 rows (40,000 spans) in <= 5 s on the embedded store;
+Goals: metrics for 10,000 rows (40,000 spans) in <= 5 s on the embedded store;
 with a 50 ms judge at concurrency 32, >= 80% of the ideal 32 / 0.05 = 640 rows/s.
 
 1. Metrics: ``--rows`` experiment rows of four spans each (eval root, task, a model call with

@@ -1,6 +1,6 @@
 """Results query benchmark: summary of a 10,000-row experiment and compare of two, embedded.
 
-Goal (DESIGN.md): experiment summary and a compare of two 10,000-row experiments in <= 0.5 s
+Goal: experiment summary and a compare of two 10,000-row experiments in <= 0.5 s
 each, on the embedded store.
 
 1. Seeds a fresh chDB store with two experiments of ``--rows`` rows each (JSON inputs and
@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.evaluators.results import Results
 from evalhouse.store import Store, migrate
 from evalhouse.surfaces.api import api_app

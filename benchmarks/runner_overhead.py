@@ -1,6 +1,6 @@
 """Experiment runner benchmark: throughput against the ideal, and tracing overhead per row.
 
-Goals (DESIGN.md): with a 50 ms task at concurrency 32, >= 90% of the ideal rows/s
+Goals: with a 50 ms task at concurrency 32, >= 90% of the ideal rows/s
 (concurrency / latency = 640 rows/s); <= 1 ms of overhead per row against calling the task
 in a bare loop.
 

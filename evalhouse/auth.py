@@ -1,12 +1,21 @@
-"""Optional API keys, accepted as ``Authorization: Bearer KEY`` or ``x-api-key: KEY``."""
+"""Optional API keys on every listener (OTLP and API), accepted as ``Authorization: Bearer KEY``
+or ``x-api-key: KEY``. In the core: the collector and the HTTP API both check them."""
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
 
+__all__ = ["UNAUTHENTICATED_MESSAGE", "ApiKeys"]
+
 
 class ApiKeys:
+    """The accepted keys; none configured means no authentication.
+
+    >>> ApiKeys(frozenset({"k"})).allows({"authorization": "Bearer k"})
+    True
+    """
+
     def __init__(self, keys: frozenset[str]) -> None:
         self._keys = tuple(k.encode() for k in keys)
 

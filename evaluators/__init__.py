@@ -1,4 +1,5 @@
-"""The evaluator daemon: rebuilds experiment runs from stored traces, computes metrics, scores.
+"""The evaluator daemon: rebuilds experiment runs from stored traces, computes metrics, scores;
+and the trace reader the trace page uses, with the same rules as the experiment rows.
 
 Reads only the store; meets the collector through the tables, never by import.
 
@@ -10,17 +11,23 @@ Reads only the store; meets the collector through the tables, never by import.
 from __future__ import annotations
 
 from evalhouse.evaluators._daemon import Evaluator
+from evalhouse.evaluators._messages import input_messages, output_messages
 from evalhouse.evaluators._retro import (
     RepriceReport,
     ScoreReport,
     reprice_experiment,
     score_experiment,
 )
+from evalhouse.evaluators._trace_view import normalise_trace_id, read_trace
 
 __all__ = [
     "Evaluator",
     "RepriceReport",
     "ScoreReport",
+    "input_messages",
+    "normalise_trace_id",
+    "output_messages",
+    "read_trace",
     "reprice_experiment",
     "score_experiment",
 ]

@@ -3,8 +3,7 @@
 Inference uses the price snapshot bundled with the ``genai-prices`` package, read through a
 snapshot object of our own: nothing is downloaded, and an ``UpdatePrices`` started elsewhere
 in the process cannot change our figures (``evalhouse reprice`` is how users take new prices,
-after upgrading the package). Rules (issue 4, pitfalls 3 and 4 in
-``reference/genai-attributes.md``):
+after upgrading the package). Rules (docs/sql.md, "Normalised LLM columns"):
 
 - a provided cost wins over inference;
 - cache reads and cache writes are priced at their own rates, the rest of the input at the

@@ -27,8 +27,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from evalhouse.store import Store
-from evalhouse.store._evaluator_schema import SHARDS
+from evalhouse.store import SHARDS, Store
 
 __all__ = ["LeaseView", "Leases"]
 

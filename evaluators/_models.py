@@ -1,7 +1,7 @@
 """Provider and model names as spans spell them, mapped to the names the price data uses.
 
 The same provider or model reaches us under many spellings (pitfall 4 in
-``reference/genai-attributes.md``): ``Anthropic`` and ``anthropic``, ``azure`` and
+docs/sql.md, "Normalised LLM columns"): ``Anthropic`` and ``anthropic``, ``azure`` and
 ``azure.ai.openai``, OpenInference and Vercel AI SDK names such as ``openai.chat`` or
 ``anthropic.messages``, model ids with a provider prefix (``openai/gpt-4o``), a Bedrock region
 and vendor (``us.anthropic.claude-3-5-sonnet-20241022-v2:0``) or a Vertex version

@@ -2,8 +2,9 @@
 
 The row's values come from the ``eval`` root span (wire contract), falling back on the task
 span and on the other dialects' input/output attributes (Braintrust, OpenInference,
-OpenLLMetry, Langfuse). Metrics are computed on the task part only; the same metrics over the
-scorer parts are the judge metrics. Scores found on scorer spans and in
+OpenLLMetry, Langfuse), by the rule of :mod:`._values` that the trace page shares. Metrics
+are computed on the task part only; the same metrics over the scorer parts are the judge
+metrics. Scores found on scorer spans and in
 ``gen_ai.evaluation.result`` events are returned as ``scores`` rows with source ``span``.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +24,7 @@ from evalhouse.evaluators._scorer_refs import scorer_refs
 from evalhouse.evaluators._span_scores import span_scores
 from evalhouse.evaluators._traces import Candidate, Span
 from evalhouse.evaluators._tree import Partition, TraceTree
+from evalhouse.evaluators._values import EXPECTED, INPUT, METADATA, OUTPUT, value_json
 
 __all__ = ["ROW_COLUMNS", "SCORE_COLUMNS", "ComputedRow", "Row", "compute_row"]
 
@@ -136,7 +137,7 @@ def compute_row(
     trace_start = min(span.start_ns for span in spans)
     attrs = root.attributes
     task_attrs = [span.attributes for span in part.task_spans]
-    input_ = _value(attrs, task_attrs, contract.INPUT, _INPUT_KEYS)
+    input_ = value_json(INPUT, attrs, *task_attrs)
     experiment_metadata = attrs.get(contract.EXPERIMENT_METADATA, "")
     own = [span for span in spans if not span.by_evaluator]
     watched = [span for span in spans if span.watched] or list(spans)
@@ -153,9 +154,9 @@ def compute_row(
         trace_id=root.trace_id,
         root_span_id=root.span_id,
         input=input_,
-        expected=_value(attrs, [], contract.EXPECTED, _EXPECTED_KEYS),
-        output=_value(attrs, task_attrs, contract.OUTPUT, _OUTPUT_KEYS),
-        metadata=_value(attrs, [], contract.METADATA, _METADATA_KEYS),
+        expected=value_json(EXPECTED, attrs),
+        output=value_json(OUTPUT, attrs, *task_attrs),
+        metadata=value_json(METADATA, attrs),
         experiment_metadata=experiment_metadata,
         error=_task_error(part, root),
         evaluator_error="",
@@ -310,54 +311,6 @@ def _first(values: Any) -> str:
         if value:
             return str(value)
     return ""
-
-
-# Fallback keys, in order, when the evalhouse attribute is missing (reference table, rows
-# "input / output messages" and "generic input / output").
-_INPUT_KEYS = (
-    "braintrust.input_json",
-    "braintrust.input",
-    "input.value",
-    "traceloop.entity.input",
-    "langfuse.observation.input",
-)
-_OUTPUT_KEYS = (
-    "braintrust.output_json",
-    "braintrust.output",
-    "output.value",
-    "traceloop.entity.output",
-    "langfuse.observation.output",
-)
-_EXPECTED_KEYS = ("braintrust.expected",)
-_METADATA_KEYS = ("braintrust.metadata", "langfuse.observation.metadata")
-
-
-def _value(
-    root: Mapping[str, str],
-    task: Sequence[Mapping[str, str]],
-    key: str,
-    fallbacks: Sequence[str],
-) -> str:
-    """The evalhouse attribute (JSON by contract) on the root, then on the task span; then
-    another dialect's attribute, JSON-encoded when it is plain text."""
-    for attributes in (root, *task):
-        value = attributes.get(key)
-        if value:
-            return value
-    for attributes in (root, *task):
-        for fallback in fallbacks:
-            value = attributes.get(fallback)
-            if value:
-                return value if _is_json(value) else json.dumps(value)
-    return ""
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _row_id_from(input_: str, trace_id: str) -> str:

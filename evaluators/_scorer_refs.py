@@ -1,6 +1,6 @@
 """Which scorers the daemon runs on a row, and how a scorer is named in the tables.
 
-Three sources, merged in this order without duplicates (issue 4, "Which scorers run"):
+Three sources, merged in this order without duplicates:
 
 1. the row's ``evalhouse.scorers`` attribute (JSON list);
 2. the ``scorers`` key of the experiment's metadata (``evalhouse.experiment.metadata``);

@@ -23,7 +23,7 @@ from typing import Any
 from evalhouse import __version__, contract
 from evalhouse.evaluators._scorer_refs import ScorerRef
 from evalhouse.scoring import Score, run_scorer, scorer_name
-from evalhouse.store._evaluator_schema import EVALUATOR_SCOPE
+from evalhouse.store import EVALUATOR_SCOPE
 
 __all__ = ["SPAN_COLUMNS", "Outcome", "ScorerPool", "ScoringItem"]
 

@@ -11,9 +11,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalhouse.store import Store
-from evalhouse.store._evaluator_schema import EVALUATOR_SCOPE, SHARDS
-from evalhouse.store._experiment_index_schema import EXPERIMENT_SPAN
+from evalhouse.evaluators._values import EXPECTED, INPUT, METADATA, OUTPUT
+from evalhouse.store import EVALUATOR_SCOPE, EXPERIMENT_SPAN, SHARDS, Store
 
 __all__ = ["WATCHED", "Candidate", "Span", "fetch_spans", "find_candidates"]
 
@@ -26,23 +25,15 @@ _SMALL_KEYS = (
     "braintrust.metrics",
     "langfuse.experiment.dataset.id",
 )
-# Inputs and outputs in other dialects: large on model calls, so read only on the spans that
-# can carry a row's values (roots, eval/task/scorer spans, spans naming an experiment).
+# Values in other dialects (the keys of :mod:`._values`, and Braintrust's scores): large on
+# model calls, so read only on the spans that can carry a row's values (roots, eval/task/scorer
+# spans, spans naming an experiment).
 _ROW_KEYS = (
-    "braintrust.input",
-    "braintrust.input_json",
-    "braintrust.output",
-    "braintrust.output_json",
-    "braintrust.expected",
-    "braintrust.metadata",
+    *INPUT.others,
+    *OUTPUT.others,
+    *EXPECTED.others,
+    *METADATA.others,
     "braintrust.scores",
-    "input.value",
-    "output.value",
-    "traceloop.entity.input",
-    "traceloop.entity.output",
-    "langfuse.observation.input",
-    "langfuse.observation.output",
-    "langfuse.observation.metadata",
 )
 
 
@@ -161,11 +152,6 @@ class Candidate:
             or self.watermark_ms != self.row_watermark_ms
             or self.span_count != self.row_span_count
         )
-
-    @property
-    def pending_scorers(self) -> tuple[str, ...]:
-        """Scorers of the computed row that have not run yet."""
-        return tuple(scorer for scorer in self.scorers if scorer not in self.done)
 
 
 # A trace is an experiment row when one of its spans is (see ``EXPERIMENT_SPAN``).

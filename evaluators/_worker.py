@@ -1,7 +1,7 @@
 """One evaluator worker: each cycle it finds quiet experiment traces in its shards, computes
 their rows, and runs the scorers not run yet.
 
-Exactly once, across restarts and several workers (issue 4):
+Exactly once, across restarts and several workers:
 
 - a shard is worked on only by its lease owner (``_leases``);
 - a row is recomputed only when its watched spans changed (a newer ``InsertedAt`` or another

@@ -10,7 +10,15 @@ entry points are re-exported from ``evalhouse`` itself:
 
 from __future__ import annotations
 
-from evalhouse.instrumentation._datasets import Dataset, DatasetError, dataset, list_datasets
+from evalhouse.instrumentation._datasets import (
+    Dataset,
+    DatasetError,
+    DatasetInfo,
+    DatasetRow,
+    DatasetVersion,
+    dataset,
+    list_datasets,
+)
 from evalhouse.instrumentation._results import (
     BaselineComparison,
     ExperimentResult,
@@ -20,6 +28,7 @@ from evalhouse.instrumentation._results import (
     ServerSummary,
 )
 from evalhouse.instrumentation._runner import run_experiment, run_experiment_async
+from evalhouse.instrumentation._session import EvalSession, collecting
 from evalhouse.instrumentation._tagging import TaggedSpan, scorer, task
 from evalhouse.instrumentation._tasks import Hooks
 from evalhouse.instrumentation._tracing import Tracing, force_flush, init
@@ -28,6 +37,10 @@ __all__ = [
     "BaselineComparison",
     "Dataset",
     "DatasetError",
+    "DatasetInfo",
+    "DatasetRow",
+    "DatasetVersion",
+    "EvalSession",
     "ExperimentResult",
     "Hooks",
     "RowResult",
@@ -36,6 +49,7 @@ __all__ = [
     "ServerSummary",
     "TaggedSpan",
     "Tracing",
+    "collecting",
     "dataset",
     "force_flush",
     "init",

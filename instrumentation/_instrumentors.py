@@ -5,7 +5,7 @@ The official instrumentations (``opentelemetry-instrumentation-genai-openai``,
 entry-point group with modules under ``opentelemetry.instrumentation.genai``; we load exactly
 those whose client library is installed. Content capture is switched by environment
 variables that the instrumentations read when they are instrumented, so it is set first
-(see ``reference/genai-attributes.md``).
+(see docs/sql.md, "Normalised LLM columns").
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ from typing import Any
 
 @dataclass
 class EvalSession:
+    """What ``evalhouse eval`` hands the experiments an eval file runs: the baseline to compare
+    with, where the API is, and the results it prints (see :func:`collecting`)."""
+
     baseline: str | None = None
     api_url: str | None = None
     summary_timeout: float | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from evalhouse.collector._auth import UNAUTHENTICATED_MESSAGE, ApiKeys
+from evalhouse.auth import UNAUTHENTICATED_MESSAGE, ApiKeys
 
 # Reachable without a key, so load balancers and probes can check liveness.
 PUBLIC_PATHS = frozenset({"/api/health"})

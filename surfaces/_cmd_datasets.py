@@ -1,28 +1,35 @@
 """``evalhouse datasets list|show|versions|push``.
 
 While ``evalhouse serve`` holds the embedded data directory, the commands go through its HTTP
-API (the SDK's client); otherwise they open the store themselves. Both ways give the same
-answers: the API routes and this command share :class:`Datasets`.
+API (reads with the CLI's client, pushes with the SDK's ``Dataset``, which sends a large file
+in chunks); otherwise they open the store themselves. Both ways give the same answers: the
+API routes and this command share :class:`evalhouse.datasets.Datasets`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator, Sequence
+import urllib.parse
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces._cli_common import Commands, open_store, settings_from, store_flags
+from evalhouse.surfaces._cli_common import (
+    Commands,
+    api_request,
+    open_store,
+    settings_from,
+    store_flags,
+)
 
 # Imported when a datasets command runs, not when the CLI starts: the SDK package loads the
 # OpenTelemetry SDK, and the store side needs the server extra.
 if TYPE_CHECKING:
-    from evalhouse.instrumentation._api_client import ApiClient
-    from evalhouse.instrumentation._datasets import DatasetVersion
-    from evalhouse.surfaces._api_datasets import Datasets
+    from evalhouse.datasets import Datasets
+    from evalhouse.instrumentation import DatasetVersion
 
 _PAGE = 10_000
 _CELL = 40
@@ -83,26 +90,34 @@ class _Backend(Protocol):
 
 
 class _ApiBackend:
-    def __init__(self, client: ApiClient) -> None:
-        self.client = client
+    def __init__(self, api: str, api_key: str | None) -> None:
+        self.api = api
+        self.api_key = api_key
+
+    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
+        raw = api_request(self.api, f"{path}?{query}" if query else path, api_key=self.api_key)
+        try:
+            body: dict[str, Any] = json.loads(raw)
+        except ValueError as exc:
+            raise EvalhouseError(f"{self.api}{path} answered with something not JSON") from exc
+        return body
 
     def summaries(self) -> dict[str, Any]:
-        body: dict[str, Any] = self.client.get("/api/datasets")
-        return body
+        return self._get("/api/datasets")
 
     def versions(self, name: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.client.get(f"/api/datasets/{name}/versions")
-        return body
+        return self._get(f"/api/datasets/{name}/versions")
 
     def page(self, name: str, version: int | None, offset: int, limit: int) -> dict[str, Any]:
         params = {"version": version, "offset": offset, "limit": limit}
-        body: dict[str, Any] = self.client.get(f"/api/datasets/{name}", params)
-        return body
+        return self._get(f"/api/datasets/{name}", params)
 
     def push(self, name: str, file: Path, description: str | None) -> DatasetVersion:
-        from evalhouse.instrumentation._datasets import Dataset
+        from evalhouse.instrumentation import Dataset
 
-        return Dataset(name, client=self.client).append(file, description=description)
+        pushed = Dataset(name, api_url=self.api, api_key=self.api_key)
+        return pushed.append(file, description=description)
 
 
 class _StoreBackend:
@@ -129,25 +144,16 @@ class _StoreBackend:
         return {**header, "rows": rows}
 
     def push(self, name: str, file: Path, description: str | None) -> DatasetVersion:
-        from evalhouse.dataset_rows import collect_rows
-        from evalhouse.instrumentation._datasets import DatasetVersion
-        from evalhouse.surfaces._api_datasets import stored_row
+        from evalhouse.instrumentation import DatasetVersion
 
-        collected = collect_rows(file)
-        rows = [
-            stored_row(row, where)
-            for row, where in zip(collected.rows, collected.wheres, strict=True)
-        ]
-        body = self.datasets.push(name, rows, description=description, source=collected.source)
-        return DatasetVersion.from_json(body)
+        return DatasetVersion.from_json(self.datasets.append(name, file, description=description))
 
 
 @contextmanager
 def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Backend]:
     from evalhouse.dataset_rows import check_name
-    from evalhouse.instrumentation._api_client import ApiClient
+    from evalhouse.datasets import Datasets
     from evalhouse.store import migrate
-    from evalhouse.surfaces._api_datasets import Datasets
     from evalhouse.surfaces.serve import running_server
 
     if getattr(args, "name", None) is not None:
@@ -156,7 +162,7 @@ def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Bac
     server = running_server(settings.data_dir) if settings.embedded else None
     if server is not None:
         key = next(iter(settings.api_key_values()), None)
-        yield _ApiBackend(ApiClient(server["api"], api_key=key))
+        yield _ApiBackend(server["api"], key)
         return
     if settings.embedded and not writes and not (settings.data_dir / "clickhouse").exists():
         raise EvalhouseError(
@@ -173,7 +179,7 @@ def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Bac
 
 
 def _list(args: argparse.Namespace) -> int:
-    from evalhouse.instrumentation._datasets import DatasetInfo
+    from evalhouse.instrumentation import DatasetInfo
 
     with _backend(args) as backend:
         infos = [DatasetInfo.from_json(item) for item in backend.summaries()["datasets"]]
@@ -191,7 +197,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _versions(args: argparse.Namespace) -> int:
-    from evalhouse.instrumentation._datasets import DatasetVersion
+    from evalhouse.instrumentation import DatasetVersion
 
     with _backend(args) as backend:
         body = backend.versions(args.name)
@@ -207,7 +213,7 @@ def _versions(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from evalhouse.instrumentation._datasets import DatasetRow, DatasetVersion
+    from evalhouse.instrumentation import DatasetRow, DatasetVersion
 
     if args.limit is not None and args.limit < 1:
         raise EvalhouseError("--limit must be at least 1")

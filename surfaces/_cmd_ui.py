@@ -31,7 +31,7 @@ def register(commands: Commands) -> None:
 
 def _ui(args: argparse.Namespace) -> int:
     from evalhouse.asgi import AsgiServer, bind
-    from evalhouse.collector._auth import ApiKeys
+    from evalhouse.auth import ApiKeys
     from evalhouse.store import migrate
     from evalhouse.surfaces.api import api_app
     from evalhouse.surfaces.serve import _wait_for_signal, running_server, server_file

@@ -19,7 +19,7 @@ from test_sdk_support import attr, by_purpose, finished, memory_spans
 
 from evalhouse import contract
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.collector._writer import _length_delimited
 from evalhouse.encoding import row_id
 from evalhouse.instrumentation._api_client import ApiClient, ApiError, ApiUnreachable

@@ -25,7 +25,7 @@ from conftest import ROOT
 from starlette.testclient import TestClient
 
 from evalhouse import __version__
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
 from evalhouse.config import Settings, load_settings
 from evalhouse.store import Store
 from evalhouse.store._migrations import MIGRATIONS

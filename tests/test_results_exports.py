@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from test_results_seed import Row, clear, results_database, seed
 
+from evalhouse.datasets import Datasets, wire_rows
 from evalhouse.evaluators.results import InvalidRequest, Results
 from evalhouse.store import Store
-from evalhouse.surfaces._api_datasets import Datasets, wire_rows
 
 ROWS = [
     Row(

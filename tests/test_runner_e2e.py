@@ -1,4 +1,4 @@
-"""End to end (issue 3, done means): an experiment whose task calls the real `openai` client,
+"""End to end: an experiment whose task calls the real `openai` client,
 instrumented by the official OpenTelemetry OpenAI instrumentation, against a local
 OpenAI-compatible server; spans go over OTLP to a real `evalhouse serve` and land in
 ClickHouse as one root, one task, one LLM and one scorer span per row."""

@@ -20,10 +20,10 @@ from otlp_builders import any_value, span, trace_request
 from test_collector_receivers import grpc_export
 
 from evalhouse.asgi import AsgiServer
-from evalhouse.collector._auth import ApiKeys
+from evalhouse.auth import ApiKeys
+from evalhouse.evaluators import input_messages, output_messages
 from evalhouse.evaluators._cost import Usage, span_cost
 from evalhouse.store import Store
-from evalhouse.surfaces._api_traces import input_messages, output_messages
 from evalhouse.surfaces.api import api_app
 
 UI = ROOT / "surfaces" / "ui"
@@ -282,7 +282,7 @@ def test_assets_load_nothing_from_the_network_and_ship_in_the_wheel() -> None:
         urls = set(re.findall(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}[^\s\"'`)]*", text))
         assert urls <= {"http://www.w3.org/2000/svg"}, (name, urls)
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    patterns = config["tool"]["setuptools"]["package-data"]["evalhouse.surfaces"]
+    patterns = config["tool"]["setuptools"]["package-data"]["evalhouse.surfaces.ui"]
     suffixes = {pattern.rsplit(".", 1)[-1] for pattern in patterns}
     assert all(name.rsplit(".", 1)[-1] in suffixes for name in names), (names, patterns)
 
