@@ -25,7 +25,13 @@ from evalhouse.store._guard import (
     check_statement,
     parse_tree,
 )
-from evalhouse.store._readonly import READER_ROLE, ReadonlyLimits, ReadonlySessions, engine_path
+from evalhouse.store._readonly import (
+    READER_ROLE,
+    ReadonlyLimits,
+    ReadonlySessions,
+    Session,
+    engine_path,
+)
 
 if TYPE_CHECKING:
     from evalhouse.store._schema import Topology
@@ -202,16 +208,19 @@ class Store:
             settings["readonly"] = 2
         return settings
 
-    def _run_readonly(self, client: Any, method: str, sql: str, tag: str, **kwargs: Any) -> Any:
+    def _run_readonly(
+        self, session: Session, method: str, sql: str, tag: str, **kwargs: Any
+    ) -> Any:
         from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 
         self._sessions.started(tag)
         try:
-            return getattr(client, method)(
+            return getattr(session.client, method)(
                 ReadonlySessions.tagged(sql, tag), settings=self._readonly_settings(), **kwargs
             )
         except ClickHouseError as exc:
-            raise self._translate(exc) from exc
+            session.failed_while_running = True
+            raise self._translate(exc, readonly=True) from exc
         finally:
             self._sessions.finished(tag)
 
@@ -231,7 +240,7 @@ class Store:
                 database = client.query("SELECT currentDatabase()").result_rows[0][0]
                 self._catalog = self._read_catalog(database)
         except ClickHouseError as exc:
-            error = self._translate(exc)
+            error = self._translate(exc, readonly=True)
             if "Multi-statements are not allowed" in str(error):
                 raise QueryRefused(
                     "one statement at a time: ';' ends a statement (Multi-statements are not "
@@ -264,10 +273,10 @@ class Store:
         ``QueryRefused``, for what read-only SQL may not do) or :class:`StoreUnavailable`.
         """
         tag = tag or ReadonlySessions.new_tag()
-        with self._sessions.session() as client:
-            canonical, catalog, tree = self._parse(client, sql)
+        with self._sessions.session() as session:
+            canonical, catalog, tree = self._parse(session.client, sql)
             check_statement(tree, catalog, canonical)
-            result: bytes = self._run_readonly(client, "raw_query", canonical, tag, fmt=fmt)
+            result: bytes = self._run_readonly(session, "raw_query", canonical, tag, fmt=fmt)
         return self._capped(result)
 
     def _capped(self, output: bytes) -> bytes:
@@ -284,8 +293,8 @@ class Store:
     def check_expression(self, expression: str) -> str:
         """The engine's normalised text of one SQL expression a user wrote (a filter, a
         key); raises ``QueryRefused`` unless it is exactly one expression, read-only."""
-        with self._sessions.session() as client:
-            canonical, catalog, tree = self._parse(client, f"SELECT {expression}")
+        with self._sessions.session() as session:
+            canonical, catalog, tree = self._parse(session.client, f"SELECT {expression}")
         check_expression(tree, catalog)
         return canonical.removeprefix("SELECT ")
 
@@ -294,9 +303,9 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Rows (as dicts) of evalhouse's own read-only query, on a read-only session under
         the limits; user expressions in it must have passed :meth:`check_expression`."""
-        with self._sessions.session() as client:
+        with self._sessions.session() as session:
             result = self._run_readonly(
-                client, "query", sql, tag or ReadonlySessions.new_tag(), parameters=parameters
+                session, "query", sql, tag or ReadonlySessions.new_tag(), parameters=parameters
             )
         names = result.column_names
         return [dict(zip(names, row, strict=True)) for row in result.result_rows]
@@ -305,9 +314,9 @@ class Store:
         self, sql: str, parameters: dict[str, Any] | None, fmt: str, *, tag: str | None = None
     ) -> bytes:
         """Like :meth:`select`, ClickHouse's own output in format ``fmt``."""
-        with self._sessions.session() as client:
+        with self._sessions.session() as session:
             data: bytes = self._run_readonly(
-                client,
+                session,
                 "raw_query",
                 sql,
                 tag or ReadonlySessions.new_tag(),
@@ -335,13 +344,19 @@ class Store:
         except (QueryError, StoreUnavailable) as exc:
             logger.warning("could not cancel %d read-only queries: %s", len(running), exc)
 
-    def _translate(self, exc: Exception) -> Exception:
+    def _translate(self, exc: Exception, *, readonly: bool = False) -> Exception:
+        """An evalhouse error for a clickhouse-connect one. ``readonly``: it came from a
+        read-only session (which the pool handles), not from the main client."""
         from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+
+        def forget() -> None:
+            if not readonly:
+                self._forget_clients()
 
         text = str(exc).strip()
         first = _connection_reason(text) or (text.splitlines()[0] if text else type(exc).__name__)
         if isinstance(exc, OperationalError):
-            self._forget_clients()
+            forget()
             return StoreUnavailable(self.safe_dsn, first)
         if self.embedded and ("Cannot lock file" in text or "EmbeddedServer" in text):
             return DataDirLocked(self.dsn.removeprefix("chdb://"))
@@ -349,10 +364,10 @@ class Store:
             if self.embedded:
                 # A query that failed while running leaves its partial output on the chDB
                 # connection, which the next query would read as its own: start afresh.
-                self._forget_clients()
+                forget()
             code = _error_code(text)
             return QueryError(_short_message(text), code)
-        self._forget_clients()
+        forget()
         return StoreUnavailable(self.safe_dsn, first)
 
     def _forget_clients(self) -> None:

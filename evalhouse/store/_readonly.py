@@ -31,7 +31,14 @@ from typing import Any
 
 from evalhouse.errors import EvalhouseError, QueryError, StoreUnavailable
 
-__all__ = ["READER_ROLE", "ReadonlyLimits", "ReadonlySessions", "SessionsBusy", "engine_path"]
+__all__ = [
+    "READER_ROLE",
+    "ReadonlyLimits",
+    "ReadonlySessions",
+    "Session",
+    "SessionsBusy",
+    "engine_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -129,6 +136,20 @@ def _write_if_changed(path: Path, text: str) -> None:
         tmp.replace(path)
 
 
+@dataclass
+class Session:
+    """One pooled client while a caller holds it.
+
+    ``failed_while_running``: on the embedded engine a query that fails after it started
+    producing output (a limit, a runtime error) leaves that output on the connection, and the
+    next query on it would read it as its own; such a session is closed, not reused. A query
+    refused before it ran (a syntax error, the parser check) leaves nothing behind.
+    """
+
+    client: Any
+    failed_while_running: bool = False
+
+
 class ReadonlySessions:
     """A pool of read-only clients; ``connect`` makes one, ``prepare`` locks it down."""
 
@@ -154,15 +175,15 @@ class ReadonlySessions:
         self._closed = False
 
     @contextmanager
-    def session(self) -> Iterator[Any]:
-        """A client of this pool for the duration of the block."""
+    def session(self) -> Iterator[Session]:
+        """A session of this pool for the duration of the block."""
         if not self._slots.acquire(timeout=self.limits.wait_seconds):
             raise SessionsBusy(self._dsn, self.limits.sessions, self.limits.wait_seconds)
-        client: Any = None
+        session: Session | None = None
         broken = False
         try:
             try:
-                client = self._idle.get_nowait()
+                session = Session(self._idle.get_nowait())
             except queue.Empty:
                 client = self._connect()
                 try:
@@ -172,22 +193,22 @@ class ReadonlySessions:
                     raise
                 with self._lock:
                     self._all.append(client)
-            yield client
+                session = Session(client)
+            yield session
         except QueryError:
-            # The session is fine after a refusal, except on the embedded engine: there a
-            # query that failed while running leaves its partial output on the connection,
-            # and the next query on it would read that instead of its own answer.
-            broken = self._embedded
+            # A refusal leaves the session fine, except on the embedded engine after a query
+            # that failed while running (see Session.failed_while_running).
+            broken = self._embedded and session is not None and session.failed_while_running
             raise
         except BaseException:
             broken = True
             raise
         finally:
-            if client is not None:
+            if session is not None:
                 if broken or self._closed:
-                    self._discard(client)
+                    self._discard(session.client)
                 else:
-                    self._idle.put(client)
+                    self._idle.put(session.client)
             self._slots.release()
 
     def _discard(self, client: Any) -> None:
