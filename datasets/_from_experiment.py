@@ -4,6 +4,8 @@ version (``POST /api/datasets/{name}/from-experiment``, ``Dataset.append_experim
 The values are the wire-contract attributes the runner put on each root (``evalhouse.input``,
 ``evalhouse.expected``, ``evalhouse.metadata``: JSON texts), so a dataset rebuilt from an
 experiment holds what the experiment was run on. One row per row id, from its lowest trial.
+The caller names the run by its id: which run an id or name means is decided once, by
+``evalhouse.evaluators.resolve_experiment`` (the API route resolves, then calls this).
 """
 
 from __future__ import annotations
@@ -18,12 +20,6 @@ from evalhouse.store import Store
 
 __all__ = ["experiment_rows"]
 
-# An id wins over a name; a name means its latest run.
-_RESOLVE = """SELECT ExperimentId FROM otel_traces
-WHERE Purpose = 'eval' AND (ExperimentId = {e:String} OR ExperimentName = {e:String})
-GROUP BY ExperimentId
-ORDER BY ExperimentId = {e:String} DESC, max(Timestamp) DESC LIMIT 1"""
-
 _ROOTS = """SELECT RowId,
     SpanAttributes[{input:String}], mapContains(SpanAttributes, {input:String}),
     SpanAttributes[{expected:String}], mapContains(SpanAttributes, {expected:String}),
@@ -33,17 +29,13 @@ WHERE Purpose = 'eval' AND ExperimentId = {id:String}
 ORDER BY Trial, Timestamp, SpanId"""
 
 
-def experiment_rows(store: Store, experiment: str) -> tuple[str, list[StoredRow]] | None:
-    """(experiment id, rows) of the experiment with id or name ``experiment``; None when no
-    eval root span carries it.
+def experiment_rows(store: Store, experiment_id: str) -> list[StoredRow]:
+    """The rows of the run ``experiment_id``, from its eval root spans (none when no root
+    span of it is stored).
 
-    >>> experiment_rows(store, "answers-v2")                        # doctest: +SKIP
-    ('6f1c...', [StoredRow(id='refund', input='"Refund window?"', ...)])
+    >>> experiment_rows(store, "6f1c...")                           # doctest: +SKIP
+    [StoredRow(id='refund', input='"Refund window?"', ...)]
     """
-    found = store.query(_RESOLVE, {"e": experiment})
-    if not found or not found[0][0]:
-        return None
-    experiment_id: str = found[0][0]
     spans = store.query(
         _ROOTS,
         {
@@ -64,7 +56,7 @@ def experiment_rows(store: Store, experiment: str) -> tuple[str, list[StoredRow]
                 _attribute_json(text_exp, has_exp),
                 _attribute_json(text_meta, has_meta),
             )
-    return experiment_id, list(rows.values())
+    return list(rows.values())
 
 
 def _attribute_json(text: str, present: bool) -> str:

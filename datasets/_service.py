@@ -22,14 +22,14 @@ from typing import Any
 from evalhouse.dataset_rows import DatasetError, collect_rows
 from evalhouse.datasets._from_experiment import experiment_rows
 from evalhouse.datasets._rows import StoredRow, stored_rows
-from evalhouse.errors import EvalhouseError
+from evalhouse.errors import NotFound
 from evalhouse.store import ROWS_TABLE, STAGING_TABLE, VERSIONS_TABLE, Store
 
 __all__ = ["DatasetNotFound", "Datasets"]
 
 
-class DatasetNotFound(EvalhouseError):
-    """No such dataset, version or experiment."""
+class DatasetNotFound(NotFound):
+    """No such dataset or version, or no stored rows of the experiment it is built from."""
 
 
 def _iso(value: Any) -> str:
@@ -309,18 +309,17 @@ WHERE dataset = {{name:String}} AND push_id = {{push:String}}""",
         return int(top or 0) + 1
 
     def from_experiment(
-        self, name: str, experiment: str, *, description: str | None = None
+        self, name: str, experiment_id: str, *, description: str | None = None
     ) -> dict[str, Any]:
-        """A new version of ``name`` from an experiment's ``eval`` root spans: one row per
-        row id, from its lowest trial (trial 0 when the emitter numbers trials from 0)."""
-        found = experiment_rows(self.store, experiment)
-        if found is None:
+        """A new version of ``name`` from the ``eval`` root spans of run ``experiment_id``
+        (resolved by the caller): one row per row id, from its lowest trial (trial 0 when the
+        emitter numbers trials from 0)."""
+        rows = experiment_rows(self.store, experiment_id)
+        if not rows:
             raise DatasetNotFound(
-                f"no experiment with id or name {experiment!r} (no eval root spans carry it); "
-                "check the id with 'evalhouse sql \"SELECT DISTINCT ExperimentId, "
-                "ExperimentName FROM otel_traces WHERE Purpose = 'eval'\"'"
+                f"experiment {experiment_id} has no eval root spans stored (expired, or not "
+                "written by an evalhouse runner); a dataset is built from those spans"
             )
-        experiment_id, rows = found
         return self.push(name, rows, description=description, source=f"experiment:{experiment_id}")
 
 

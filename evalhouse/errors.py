@@ -10,6 +10,10 @@ __all__ = [
     "ConfigError",
     "DataDirLocked",
     "EvalhouseError",
+    "ExperimentAmbiguous",
+    "ExperimentNotFound",
+    "InvalidRequest",
+    "NotFound",
     "QueryError",
     "StoreUnavailable",
 ]
@@ -57,3 +61,38 @@ class QueryError(EvalhouseError):
     def __init__(self, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.code = code
+
+
+class InvalidRequest(EvalhouseError):
+    """A parameter or body the caller can fix: a filter, a key, a sort column, a format."""
+
+
+class NotFound(EvalhouseError):
+    """The thing asked for does not exist (an experiment, a dataset, a version)."""
+
+
+class ExperimentNotFound(NotFound):
+    """No experiment has that id or name."""
+
+    def __init__(self, reference: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"no experiment with id or name {reference!r}; list them with "
+            "'evalhouse experiments list' (or GET /api/experiments)"
+        )
+        self.reference = reference
+
+
+class ExperimentAmbiguous(EvalhouseError):
+    """A name matches several runs where an operation must act on exactly one of them
+    (re-scoring, repricing); ``runs`` holds each run's (id, start time), newest first."""
+
+    def __init__(self, reference: str, runs: tuple[tuple[str, str], ...]) -> None:
+        shown = ", ".join(f"{run_id} (started {started})" for run_id, started in runs[:10])
+        more = f" and {len(runs) - 10} more" if len(runs) > 10 else ""
+        super().__init__(
+            f"{len(runs)} experiment runs are named {reference!r}: {shown}{more}; "
+            "pass the id of the one you mean"
+        )
+        self.reference = reference
+        self.runs = runs

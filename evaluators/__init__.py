@@ -1,5 +1,6 @@
 """The evaluator daemon: rebuilds experiment runs from stored traces, computes metrics, scores;
-and the trace reader the trace page uses, with the same rules as the experiment rows.
+the trace reader the trace page uses, with the same rules as the experiment rows; and the
+one rule saying which run an experiment id or name means (:func:`resolve_experiment`).
 
 Reads only the store; meets the collector through the tables, never by import.
 
@@ -11,6 +12,7 @@ Reads only the store; meets the collector through the tables, never by import.
 from __future__ import annotations
 
 from evalhouse.evaluators._daemon import Evaluator
+from evalhouse.evaluators._experiments import Experiment, resolve_experiment
 from evalhouse.evaluators._messages import input_messages, output_messages
 from evalhouse.evaluators._retro import (
     RepriceReport,
@@ -19,9 +21,12 @@ from evalhouse.evaluators._retro import (
     score_experiment,
 )
 from evalhouse.evaluators._trace_view import normalise_trace_id, read_trace
+from evalhouse.evaluators._tree import MODEL_CALLS
 
 __all__ = [
+    "MODEL_CALLS",
     "Evaluator",
+    "Experiment",
     "RepriceReport",
     "ScoreReport",
     "input_messages",
@@ -29,5 +34,6 @@ __all__ = [
     "output_messages",
     "read_trace",
     "reprice_experiment",
+    "resolve_experiment",
     "score_experiment",
 ]

@@ -2,7 +2,9 @@
 
 ``evalhouse score EXPERIMENT --scorer NAME [--where SQL] [--rescore]`` and
 ``evalhouse reprice EXPERIMENT`` call these. Both write the same tables as the daemon, so a
-re-run replaces results instead of adding copies.
+re-run replaces results instead of adding copies. Both write to one run, so a name that
+several runs share is refused (``ExperimentAmbiguous``, listing them) rather than meaning the
+latest.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from evalhouse.config import Settings
-from evalhouse.errors import EvalhouseError, QueryError
+from evalhouse.errors import InvalidRequest, QueryError
 from evalhouse.evaluators._cost import price_data_version
+from evalhouse.evaluators._experiments import resolve_experiment
 from evalhouse.evaluators._output import item_for, write_outcomes, write_rows
 from evalhouse.evaluators._rows import compute_row
 from evalhouse.evaluators._scorer_refs import ScorerRef
@@ -22,40 +25,10 @@ from evalhouse.evaluators._scoring import Outcome, Resolver, ScorerPool, Scoring
 from evalhouse.evaluators._traces import Candidate, fetch_spans
 from evalhouse.store import Store
 
-__all__ = [
-    "RepriceReport",
-    "ScoreReport",
-    "find_experiment",
-    "reprice_experiment",
-    "score_experiment",
-]
+__all__ = ["RepriceReport", "ScoreReport", "reprice_experiment", "score_experiment"]
 
 _BATCH = 500
 _FLUSH_SECONDS = 1.0
-
-
-def find_experiment(store: Store, experiment: str) -> tuple[str, str]:
-    """(id, name) of the experiment with this id or name; one clear error otherwise."""
-    rows = store.query(
-        "SELECT experiment_id, any(experiment_name) FROM experiment_row_metrics FINAL "
-        "WHERE experiment_id = {e:String} OR experiment_name = {e:String} "
-        "GROUP BY experiment_id ORDER BY experiment_id",
-        {"e": experiment},
-    )
-    exact = [row for row in rows if row[0] == experiment]
-    if exact:
-        return exact[0][0], exact[0][1]
-    if not rows:
-        raise EvalhouseError(
-            f"no experiment {experiment!r} with computed rows; list them with "
-            'evalhouse sql "SELECT experiment_id, experiment_name, rows FROM experiments"'
-        )
-    if len(rows) > 1:
-        ids = ", ".join(row[0] for row in rows[:10])
-        raise EvalhouseError(
-            f"{len(rows)} experiments are named {experiment!r} (ids {ids}); pass the id instead"
-        )
-    return rows[0][0], rows[0][1]
 
 
 @dataclass(frozen=True)
@@ -75,7 +48,7 @@ def _matching_traces(store: Store, experiment_id: str, where: str | None) -> lis
         try:
             condition = store.check_expression(where.strip())
         except QueryError as exc:
-            raise EvalhouseError(
+            raise InvalidRequest(
                 f"invalid --where: {exc}; give one SQL condition over experiment_rows columns, "
                 "e.g. --where \"scores['accuracy'] < 0.5\""
             ) from exc
@@ -102,10 +75,10 @@ def score_experiment(
     ... # doctest: +SKIP
     ScoreReport(experiment_id='qa-v2', rows=120, runs=120, skipped=0, errors=0)
     """
-    experiment_id, _ = find_experiment(store, experiment)
+    experiment_id = resolve_experiment(store, experiment, exactly_one=True).id
     ids = [ScorerRef.from_id(spec.strip()).id for spec in scorers if spec.strip()]
     if not ids:
-        raise EvalhouseError("name at least one scorer with --scorer")
+        raise InvalidRequest("name at least one scorer with --scorer")
     traces = _matching_traces(store, experiment_id, where)
     done: set[tuple[str, str]] = set()
     if traces and not rescore:
@@ -177,7 +150,7 @@ def reprice_experiment(
     >>> reprice_experiment(store, "qa-v2", settings=load_settings())   # doctest: +SKIP
     RepriceReport(experiment_id='qa-v2', rows=120, price_data_version='genai-prices ...', ...)
     """
-    experiment_id, _ = find_experiment(store, experiment)
+    experiment_id = resolve_experiment(store, experiment, exactly_one=True).id
     rows = store.query(
         "SELECT trace_id, experiment_id, toUnixTimestamp64Milli(inserted_watermark), "
         "watched_spans, initial_span_count, computations, scorers, price_data_version "

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from evalhouse.errors import EvalhouseError, QueryError
 from evalhouse.evaluators._cost import Usage, span_cost
 from evalhouse.evaluators._messages import input_messages, json_or_text, output_messages
 from evalhouse.evaluators._tree import MODEL_CALLS, CallTree
@@ -62,10 +63,19 @@ def normalise_trace_id(text: str) -> str | None:
 def read_trace(store: Store, trace_id: str) -> dict[str, Any] | None:
     """The trace as the API returns it; None when no span of it is stored.
 
+    The query is evalhouse's own, so ClickHouse refusing it means the schema is older than
+    the code: that is raised as a server-side :class:`EvalhouseError` naming the fix, not as
+    a ``QueryError`` (which the API answers as the caller's mistake).
+
     >>> read_trace(store, "0af7651916cd43dd8448eb211c80319c")   # doctest: +SKIP
     {'trace_id': '0af7...', 'spans': [...], 'orphans': 0, ...}
     """
-    rows = store.query(_SPANS_SQL, {"trace_id": trace_id, "limit": MAX_SPANS + 1})
+    try:
+        rows = store.query(_SPANS_SQL, {"trace_id": trace_id, "limit": MAX_SPANS + 1})
+    except QueryError as exc:
+        raise EvalhouseError(
+            f"reading trace {trace_id} failed: {exc}; run 'evalhouse migrate'"
+        ) from exc
     if not rows:
         return None
     truncated = len(rows) > MAX_SPANS

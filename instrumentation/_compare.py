@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from evalhouse.instrumentation._api_client import ApiClient
+from evalhouse.instrumentation._settings import api_client
 
 __all__ = ["compare"]
 
@@ -46,5 +46,5 @@ def compare(
         "score": score,
         "limit": limit,
     }
-    body: dict[str, Any] = ApiClient(api_url, api_key=api_key).get("/api/compare", params)
+    body: dict[str, Any] = api_client(api_url, api_key).get("/api/compare", params)
     return body

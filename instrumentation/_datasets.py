@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from evalhouse.api_client import ApiClient
 from evalhouse.dataset_rows import (
     DatasetError,
     NormalisedRow,
@@ -31,7 +32,7 @@ from evalhouse.dataset_rows import (
     collect_rows,
     json_text,
 )
-from evalhouse.instrumentation._api_client import ApiClient
+from evalhouse.instrumentation._settings import api_client
 
 if TYPE_CHECKING:
     from evalhouse.instrumentation._results import ExperimentResult
@@ -160,7 +161,7 @@ class Dataset:
         ):
             raise DatasetError(f"dataset version must be an integer >= 1, not {version!r}")
         self.version = version
-        self.client = client or ApiClient(api_url, api_key=api_key)
+        self.client = client or api_client(api_url, api_key)
 
     def __repr__(self) -> str:
         return f"Dataset({self.name!r}, version={self.version!r})"
@@ -352,5 +353,5 @@ def list_datasets(*, api_url: str | None = None, api_key: str | None = None) -> 
     >>> [info.name for info in list_datasets()]                      # doctest: +SKIP
     ['qa']
     """
-    body = ApiClient(api_url, api_key=api_key).get("/api/datasets")
+    body = api_client(api_url, api_key).get("/api/datasets")
     return [DatasetInfo.from_json(item) for item in body["datasets"]]

@@ -41,12 +41,11 @@ from evalhouse import contract
 from evalhouse.encoding import encode
 from evalhouse.errors import EvalhouseError
 from evalhouse.instrumentation import _session, _tracing
-from evalhouse.instrumentation._api_client import ApiClient
 from evalhouse.instrumentation._progress import Progress
 from evalhouse.instrumentation._results import ExperimentResult, RowResult, summarise_scores
 from evalhouse.instrumentation._rows import DatasetRef, Row, load_rows, resolve_dataset
 from evalhouse.instrumentation._server import compare_baseline, fetch_summary
-from evalhouse.instrumentation._settings import resolve
+from evalhouse.instrumentation._settings import api_client, resolve
 from evalhouse.instrumentation._spans import (
     describe,
     record_error,
@@ -380,7 +379,7 @@ async def run_experiment_async(
         timeout,
         experiment_id,
     )
-    client = ApiClient(api_url, api_key=api_key, timeout=_API_TIMEOUT_SECONDS)
+    client = api_client(api_url, api_key, timeout=_API_TIMEOUT_SECONDS)
     wait = float(resolve("summary_timeout", summary_timeout))
     runs = [(row, trial) for row in rows for trial in range(experiment.trials)]
     results: list[RowResult | None] = [None] * len(runs)

@@ -13,8 +13,8 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from evalhouse.api_client import ApiClient, ApiError, ApiUnreachable
 from evalhouse.errors import EvalhouseError
-from evalhouse.instrumentation._api_client import ApiClient, ApiError, ApiUnreachable
 from evalhouse.instrumentation._results import (
     BaselineComparison,
     ScoreComparison,

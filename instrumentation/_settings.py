@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from evalhouse.api_client import ApiClient
 from evalhouse.errors import ConfigError
 
 logger = logging.getLogger("evalhouse")
@@ -142,3 +143,17 @@ def resolve(name: str, explicit: Any = None) -> Any:
             setting.default,
         )
         return setting.default
+
+
+def api_client(
+    api_url: str | None = None, api_key: str | None = None, *, timeout: float = 300.0
+) -> ApiClient:
+    """The API client (``evalhouse.api_client``, shared with the CLI) with the URL and key
+    in force: argument > ``EVALHOUSE_API_URL`` / ``EVALHOUSE_API_KEY`` > default.
+
+    >>> api_client("http://evalhouse:8700/").base_url
+    'http://evalhouse:8700'
+    """
+    return ApiClient(
+        resolve("api_url", api_url), api_key=resolve("api_key", api_key), timeout=timeout
+    )

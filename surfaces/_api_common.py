@@ -1,19 +1,83 @@
-"""Pieces every API route module uses: error bodies and the API-key gate."""
+"""Pieces every API route module uses: error bodies, the one error → status table, the API-key
+gate.
+
+Routes raise evalhouse errors and never catch them to pick a status: :data:`STATUSES` maps
+each error type to its status once, and :func:`exception_handlers` gives Starlette a handler
+per type (Starlette picks the most specific class of the error's MRO), so every route, old or
+new, answers the same error the same way, as ``{"error": "<what went wrong, what to do>"}``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from evalhouse.auth import UNAUTHENTICATED_MESSAGE, ApiKeys
+from evalhouse.dataset_rows import DatasetError
+from evalhouse.errors import (
+    EvalhouseError,
+    ExperimentAmbiguous,
+    InvalidRequest,
+    NotFound,
+    QueryError,
+    StoreUnavailable,
+)
+from evalhouse.store import SessionsBusy
+
+__all__ = [
+    "PUBLIC_PATHS",
+    "RETRY_AFTER_SECONDS",
+    "STATUSES",
+    "BodyTooLarge",
+    "RequireApiKey",
+    "error",
+    "exception_handlers",
+]
 
 # Reachable without a key, so load balancers and probes can check liveness.
 PUBLIC_PATHS = frozenset({"/api/health"})
+# What a client told "busy" waits before asking again.
+RETRY_AFTER_SECONDS = 2
+
+
+class BodyTooLarge(EvalhouseError):
+    """A request body over a route's own limit (the listener's limit answers before this)."""
+
+
+# Each error type's status; a subclass not listed takes its nearest listed base's.
+STATUSES: Mapping[type[EvalhouseError], int] = {
+    InvalidRequest: 400,  # a parameter or body the caller can fix
+    DatasetError: 400,  # rows, a file or a name that cannot become a dataset
+    QueryError: 400,  # ClickHouse refused the caller's SQL (QueryRefused: our checks did)
+    NotFound: 404,  # no such experiment, dataset or version
+    ExperimentAmbiguous: 409,  # a name several runs share, where one run is needed
+    BodyTooLarge: 413,
+    StoreUnavailable: 503,  # ClickHouse unreachable
+    SessionsBusy: 503,  # every read-only session busy: retry after RETRY_AFTER_SECONDS
+    EvalhouseError: 500,
+}
 
 
 def error(status: int, message: str) -> JSONResponse:
     """The API's error body: ``{"error": "<what went wrong and what to do>"}``."""
     return JSONResponse({"error": message}, status)
+
+
+async def _answer(request: Request, exc: Exception) -> Response:
+    status = next(STATUSES[cls] for cls in type(exc).__mro__ if cls in STATUSES)
+    response = error(status, str(exc))
+    if isinstance(exc, SessionsBusy):
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """Starlette's ``exception_handlers`` for every type of :data:`STATUSES`."""
+    return dict.fromkeys(STATUSES, _answer)
 
 
 class RequireApiKey:

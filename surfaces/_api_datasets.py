@@ -14,7 +14,10 @@ Routes (JSON in and out; errors are ``{"error": "..."}``):
   version made of an experiment's rows.
 
 Each route parses its request, calls one method of :class:`evalhouse.datasets.Datasets` and
-maps the answer (or the error) to a response.
+maps the answer; errors become statuses in ``_api_common.py``. ``from-experiment`` first
+resolves the experiment with the one rule every ``{id}`` follows
+(:func:`evalhouse.evaluators.resolve_experiment`: an id, or a name meaning its latest run,
+including a run stored but not yet rebuilt by the evaluator).
 """
 
 from __future__ import annotations
@@ -31,10 +34,10 @@ from starlette.routing import Route
 
 from evalhouse.config import Settings
 from evalhouse.dataset_rows import DatasetError, check_name
-from evalhouse.datasets import DatasetNotFound, Datasets, wire_rows
-from evalhouse.errors import EvalhouseError, QueryError, StoreUnavailable
+from evalhouse.datasets import Datasets, wire_rows
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.store import Store
-from evalhouse.surfaces._api_common import error
+from evalhouse.surfaces._api_common import BodyTooLarge
 
 __all__ = ["routes"]
 
@@ -58,22 +61,20 @@ def _int_param(request: Request, key: str, default: int | None, low: int, high: 
     return value
 
 
+_TOO_LARGE = (
+    f"request body over {MAX_REQUEST_BYTES // 2**20} MiB; send the rows in chunks "
+    "with POST /api/datasets/{name}/pushes/{push_id}/rows"
+)
+
+
 async def _json_body(request: Request) -> Any:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_REQUEST_BYTES:
-        raise _TooLarge()
+        raise BodyTooLarge(_TOO_LARGE)
     body = await request.body()
     if len(body) > MAX_REQUEST_BYTES:
-        raise _TooLarge()
+        raise BodyTooLarge(_TOO_LARGE)
     return body
-
-
-class _TooLarge(EvalhouseError):
-    def __init__(self) -> None:
-        super().__init__(
-            f"request body over {MAX_REQUEST_BYTES // 2**20} MiB; send the rows in chunks "
-            "with POST /api/datasets/{name}/pushes/{push_id}/rows"
-        )
 
 
 def _decode(body: bytes, usage: str) -> dict[str, Any]:
@@ -113,19 +114,8 @@ def routes(store: Store, settings: Settings) -> list[Route]:
         work: Callable[[Request, Any], Any], *, body: bool = False
     ) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            try:
-                raw = await _json_body(request) if body else None
-                result = await run_in_threadpool(work, request, raw)
-            except _TooLarge as exc:
-                return error(413, str(exc))
-            except (DatasetError, QueryError) as exc:
-                return error(400, str(exc))
-            except DatasetNotFound as exc:
-                return error(404, str(exc))
-            except StoreUnavailable as exc:
-                return error(503, str(exc))
-            except EvalhouseError as exc:
-                return error(500, str(exc))
+            raw = await _json_body(request) if body else None
+            result = await run_in_threadpool(work, request, raw)
             if isinstance(result, bytes):
                 return Response(result, 200, media_type="application/json")
             return JSONResponse(result)
@@ -189,7 +179,8 @@ def routes(store: Store, settings: Settings) -> list[Route]:
         experiment = _text(payload, "experiment")
         if not experiment:
             raise DatasetError('"experiment" must name an experiment id or name')
-        return datasets.from_experiment(name, experiment, description=_text(payload, "description"))
+        run = resolve_experiment(store, experiment, stored=True)
+        return datasets.from_experiment(name, run.id, description=_text(payload, "description"))
 
     return [
         Route("/api/datasets", handle(list_all), methods=["GET"]),

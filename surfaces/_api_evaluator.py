@@ -9,9 +9,11 @@ embedded data directory (chDB allows one process per directory), so both run ins
 - ``POST /api/experiments/{id}/reprice`` (no body) answers ``{"experiment_id", "rows",
   "price_data_version", "previous_versions"}``.
 
-``{id}`` is an experiment id or name. Errors are ``{"error": "..."}``: 400 for a bad body,
-an unknown or ambiguous experiment or a bad ``where`` expression, 503 when ClickHouse is
-down. Scorers run with the server's settings (timeout, concurrency, judge credentials).
+``{id}`` is an experiment id, or a name when exactly one run has it (both write to one run,
+so a name several runs share is a 409 listing them). Errors are ``{"error": "..."}``
+(statuses from ``_api_common.py``): 400 for a bad body or ``where`` expression, 404 for an
+unknown experiment, 503 when ClickHouse is down. Scorers run with the server's settings
+(timeout, concurrency, judge credentials).
 """
 
 from __future__ import annotations
@@ -27,9 +29,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse.config import Settings
-from evalhouse.errors import EvalhouseError, StoreUnavailable
+from evalhouse.errors import InvalidRequest
 from evalhouse.store import Store
-from evalhouse.surfaces._api_common import error
 
 __all__ = ["routes", "score_request"]
 
@@ -40,29 +41,29 @@ _SCORE_USAGE = (
 
 
 def score_request(payload: Any) -> tuple[list[str], str | None, bool]:
-    """(scorers, where, rescore) of a score request body; :class:`EvalhouseError` if bad.
+    """(scorers, where, rescore) of a score request body; :class:`InvalidRequest` if bad.
 
     >>> score_request({"scorers": ["exact_match"], "rescore": True})
     (['exact_match'], None, True)
     """
     if not isinstance(payload, dict):
-        raise EvalhouseError(_SCORE_USAGE)
+        raise InvalidRequest(_SCORE_USAGE)
     unknown = sorted(set(payload) - {"scorers", "where", "rescore"})
     if unknown:
-        raise EvalhouseError(f"unknown field(s) {', '.join(unknown)}; {_SCORE_USAGE}")
+        raise InvalidRequest(f"unknown field(s) {', '.join(unknown)}; {_SCORE_USAGE}")
     scorers = payload.get("scorers")
     if (
         not isinstance(scorers, list)
         or not scorers
         or not all(isinstance(s, str) and s.strip() for s in scorers)
     ):
-        raise EvalhouseError(f"'scorers' must be a non-empty list of scorer names; {_SCORE_USAGE}")
+        raise InvalidRequest(f"'scorers' must be a non-empty list of scorer names; {_SCORE_USAGE}")
     where = payload.get("where")
     if where is not None and not isinstance(where, str):
-        raise EvalhouseError(f"'where' must be a string of SQL; {_SCORE_USAGE}")
+        raise InvalidRequest(f"'where' must be a string of SQL; {_SCORE_USAGE}")
     rescore = payload.get("rescore", False)
     if not isinstance(rescore, bool):
-        raise EvalhouseError(f"'rescore' must be true or false; {_SCORE_USAGE}")
+        raise InvalidRequest(f"'rescore' must be true or false; {_SCORE_USAGE}")
     return scorers, where or None, rescore
 
 
@@ -70,12 +71,7 @@ def routes(store: Store, settings: Settings) -> list[Route]:
     def handle(work: Callable[[str, bytes], Any]) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
             body = await request.body()
-            try:
-                report = await run_in_threadpool(work, request.path_params["id"], body)
-            except StoreUnavailable as exc:
-                return error(503, str(exc))
-            except EvalhouseError as exc:  # bad body, unknown experiment, bad where (QueryError)
-                return error(400, str(exc))
+            report = await run_in_threadpool(work, request.path_params["id"], body)
             return JSONResponse(dataclasses.asdict(report))
 
         return endpoint
@@ -86,7 +82,7 @@ def routes(store: Store, settings: Settings) -> list[Route]:
         try:
             payload = json.loads(body or b"null")
         except ValueError as exc:
-            raise EvalhouseError(_SCORE_USAGE) from exc
+            raise InvalidRequest(_SCORE_USAGE) from exc
         scorers, where, rescore = score_request(payload)
         return score_experiment(
             store, experiment, scorers, settings=settings, where=where, rescore=rescore

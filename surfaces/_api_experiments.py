@@ -1,7 +1,8 @@
 """Results over the API: experiments, rows, trials, comparisons, benchmarks, exports.
 
 Read-only ``GET`` routes (JSON unless an export; errors are ``{"error": "..."}`` with 400 for
-a bad parameter or expression, 404 for an unknown experiment, 503 when ClickHouse is down):
+a bad parameter or expression, 404 for an unknown experiment, 503 when ClickHouse is down:
+the statuses of ``_api_common.py``):
 
 - ``/api/experiments`` (``name``, ``dataset``, ``meta.<key>``, ``limit``, ``offset``),
   ``/api/experiments/trend`` (``name`` or ``dataset``)
@@ -10,18 +11,25 @@ a bad parameter or expression, 404 for an unknown experiment, 503 when ClickHous
 - ``/api/compare`` (``baseline``, ``candidate``, ``key``, ...), ``/api/benchmark``
 - ``/api/openapi.json``: the OpenAPI document of these routes
 
-``{id}`` is an experiment id or name (a name means its latest run). The table
-:data:`ENDPOINTS` declares every route once: it drives parameter parsing, the dispatch shared
-with ``evalhouse experiments`` (:func:`answer`) and the OpenAPI document.
+``{id}`` is an experiment id, or a name meaning its latest run
+(:func:`evalhouse.evaluators.resolve_experiment`). :data:`ENDPOINTS` binds each route to the
+function that answers it (a method of :class:`~evalhouse.evaluators.results.Results`); the
+route's parameters are read from that function's signature (:class:`Param` annotations), so
+parsing, the dispatch shared with ``evalhouse experiments`` (:func:`answer`) and the OpenAPI
+document all follow the one declaration.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import typing
 import urllib.parse
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cached_property
+from types import NoneType, UnionType
+from typing import Annotated, Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -30,54 +38,95 @@ from starlette.routing import Route
 
 from evalhouse import __version__
 from evalhouse.config import Settings
-from evalhouse.errors import EvalhouseError, QueryError, StoreUnavailable
-from evalhouse.evaluators.results import (
-    FORMATS,
-    ExperimentNotFound,
-    Export,
-    InvalidRequest,
-    Results,
-)
+from evalhouse.errors import InvalidRequest, QueryError
+from evalhouse.evaluators.results import Export, Param, Results
 from evalhouse.store import Store
-from evalhouse.surfaces._api_common import error
 
-__all__ = ["ENDPOINTS", "Endpoint", "Param", "answer", "openapi", "routes"]
+__all__ = [
+    "ENDPOINTS",
+    "Endpoint",
+    "Field",
+    "answer",
+    "endpoint_path",
+    "experiment_routes",
+    "fields_of",
+    "openapi",
+    "parse",
+    "routes",
+]
+
+_KINDS: dict[Any, str] = {str: "str", int: "int", float: "float", bool: "bool"}
 
 
 @dataclass(frozen=True)
-class Param:
-    """A query (or path) parameter: ``kind`` is str, int, float, bool or list (a,b,c)."""
+class Field:
+    """One parameter of a route, as its function declares it: the argument it fills
+    (``argument``), its name on the wire, its kind (str, int, float, bool, list for
+    ``a,b,c``, map for a ``prefix`` family), its default and its :class:`Param`."""
 
-    name: str
+    argument: str
     kind: str
-    help: str
-    default: Any = None
-    low: float | None = None
-    high: float | None = None
-    choices: tuple[str, ...] = ()
-    location: str = "query"
+    default: Any
+    required: bool
+    param: Param
+
+    @property
+    def name(self) -> str:
+        return self.param.name or self.argument
+
+    @property
+    def location(self) -> str:
+        return "path" if self.param.path else "query"
+
+
+def _kind(hint: Any) -> str:
+    """The wire kind of a Python type: ``str | None`` is str, ``Sequence[str]`` a list."""
+    if isinstance(hint, UnionType) or typing.get_origin(hint) is typing.Union:
+        (hint,) = [arg for arg in typing.get_args(hint) if arg is not NoneType]
+    origin = typing.get_origin(hint) or hint
+    if origin in (list, Sequence):
+        return "list"
+    if origin in (dict, Mapping):
+        return "map"
+    return _KINDS[origin]
+
+
+def fields_of(function: Callable[..., Any]) -> tuple[Field, ...]:
+    """The parameters of ``function`` (after its first, the results context) that carry a
+    :class:`Param`; the others are for Python callers only."""
+    hints = typing.get_type_hints(function, include_extras=True)
+    found = []
+    for argument in list(inspect.signature(function).parameters.values())[1:]:
+        hint = hints[argument.name]
+        if typing.get_origin(hint) is not Annotated:
+            continue
+        base, *extras = typing.get_args(hint)
+        param = next((extra for extra in extras if isinstance(extra, Param)), None)
+        if param is None:
+            continue
+        required = argument.default is inspect.Parameter.empty
+        found.append(
+            Field(
+                argument.name, _kind(base), None if required else argument.default, required, param
+            )
+        )
+    return tuple(found)
 
 
 @dataclass(frozen=True)
 class Endpoint:
+    """A route: its path and summary, and the function that answers it."""
+
     name: str
     path: str
     summary: str
-    params: tuple[Param, ...]
+    function: Callable[..., Any]
     produces: str = "application/json"
 
+    @cached_property
+    def fields(self) -> tuple[Field, ...]:
+        return fields_of(self.function)
 
-_ID = Param("id", "str", "Experiment id, or name (its latest run).", location="path")
-_WHERE = Param(
-    "where",
-    "str",
-    "SQL boolean over experiment_rows columns, run read-only, e.g. scores['accuracy'] < 0.5.",
-)
-_ALPHA = Param("alpha", "float", "Significance level (default from settings, 0.05).", None, 0, 1)
-_LIMIT_OFFSET = (
-    Param("limit", "int", "Page size.", 100, 1, 10_000),
-    Param("offset", "int", "Rows to skip.", 0, 0, 2**62),
-)
 
 ENDPOINTS: dict[str, Endpoint] = {
     endpoint.name: endpoint
@@ -86,164 +135,82 @@ ENDPOINTS: dict[str, Endpoint] = {
             "experiments",
             "/api/experiments",
             "Experiments, newest first; filter by name, dataset and meta.<key>=<value>.",
-            (
-                Param("name", "str", "Experiment name."),
-                Param("dataset", "str", "Dataset name."),
-                Param(
-                    "usable",
-                    "bool",
-                    "Only runs that can be a baseline: at least one row whose task did not error.",
-                    False,
-                ),
-                Param("limit", "int", "Page size.", 50, 1, 1000),
-                Param("offset", "int", "Experiments to skip.", 0, 0, 2**62),
-            ),
+            Results.experiments,
         ),
         Endpoint(
             "trend",
             "/api/experiments/trend",
             "Runs of an experiment name (or dataset), oldest first, and each score's trend.",
-            (
-                Param("name", "str", "Experiment name."),
-                Param("dataset", "str", "Dataset name (instead of name)."),
-                Param("limit", "int", "Latest runs to include.", 100, 2, 1000),
-            ),
+            Results.trend,
         ),
         Endpoint(
             "rows",
             "/api/experiments/{id}/rows",
             "A page of an experiment's rows: sorted, searched, filtered.",
-            (
-                _ID,
-                *_LIMIT_OFFSET,
-                Param("sort", "str", "A column (task_duration_ms, ...) or score:<name>."),
-                Param("order", "str", "asc or desc.", "asc", choices=("asc", "desc")),
-                Param("q", "str", "Text searched in input, expected, output and error."),
-                _WHERE,
-                Param(
-                    "errors",
-                    "str",
-                    "only: rows with a task error; scorer_errors: rows with a scorer error.",
-                    choices=("only", "scorer_errors"),
-                ),
-            ),
+            Results.rows,
         ),
         Endpoint(
             "trials",
             "/api/experiments/{id}/trials",
             "Per input: each score's mean and spread across trials; flaky inputs first.",
-            (
-                _ID,
-                _WHERE,
-                Param("flaky", "bool", "Only flaky inputs.", False),
-                Param("limit", "int", "Page size.", 1000, 1, 10_000),
-                Param("offset", "int", "Inputs to skip.", 0, 0, 2**62),
-            ),
+            Results.trials,
         ),
         Endpoint(
             "export",
             "/api/experiments/{id}/export",
             "The experiment's rows as a file (Content-Disposition: attachment).",
-            (
-                _ID,
-                Param("format", "str", "File format.", "jsonl", choices=FORMATS),
-                Param("fields", "list", "Columns to include (default: the useful ones)."),
-                _WHERE,
-            ),
+            Results.export,
             produces="application/octet-stream",
         ),
         Endpoint(
             "trainloop",
             "/api/experiments/{id}/trainloop",
             "The experiment as a TrainLoop results file (error layout when scorers failed).",
-            (
-                _ID,
-                Param("pass_threshold", "float", "A score at least this passes.", 0.5, 0, 1),
-                Param("details", "bool", "Include per-row details.", True),
-            ),
+            Results.trainloop,
         ),
         Endpoint(
             "summary",
             "/api/experiments/{id}",
             "One experiment: score statistics, metrics, cost, spans, errors; grouped.",
-            (
-                _ID,
-                Param("group_by", "str", "dataset, experiment, trial or metadata.<key>."),
-                _WHERE,
-                _ALPHA,
-            ),
+            Results.summary,
         ),
         Endpoint(
             "compare",
             "/api/compare",
             "Candidate vs baseline: paired statistics per score and metric, rows by regression.",
-            (
-                Param("candidate", "str", "Candidate experiment id or name."),
-                Param(
-                    "baseline",
-                    "str",
-                    "Baseline id or name (default: the previous run of the same name, "
-                    "else of the same dataset).",
-                ),
-                Param("key", "str", "SQL expression matching rows (default: the input's hash)."),
-                _WHERE,
-                _ALPHA,
-                Param("tolerance", "float", "Per-row score change counted as unchanged.", 1e-9, 0),
-                Param(
-                    "metric_tolerance",
-                    "float",
-                    "Per-row metric change (fraction) counted as unchanged.",
-                    0.05,
-                    0,
-                ),
-                Param("score", "str", "Order rows by this score's difference."),
-                *_LIMIT_OFFSET,
-            ),
+            Results.compare,
         ),
         Endpoint(
             "benchmark",
             "/api/benchmark",
             "Experiments of a dataset grouped by a field (model): score, cost, latency, tokens.",
-            (
-                Param("dataset", "str", "Dataset name."),
-                Param("by", "str", "metadata.<key>, experiment or trial.", "metadata.model"),
-                Param("score", "str", "Score to rank by (default: mean of all scores)."),
-                Param("pass_threshold", "float", "A score at least this passes.", 0.5, 0, 1),
-                Param(
-                    "layout",
-                    "str",
-                    "evalhouse or trainloop.",
-                    "evalhouse",
-                    choices=("evalhouse", "trainloop"),
-                ),
-            ),
+            Results.benchmark,
         ),
     )
 }
 
-_ANY_META = "meta."
 
-
-def _value(param: Param, raw: str) -> Any:
+def _value(field: Field, raw: str) -> Any:
+    param = field.param
     problem = None
     value: Any = raw
-    if param.kind == "int":
+    if field.kind == "int":
         try:
             value = int(raw)
         except ValueError:
             problem = "an integer"
-    elif param.kind == "float":
+    elif field.kind == "float":
         try:
             value = float(raw)
         except ValueError:
             problem = "a number"
         if problem is None and not math.isfinite(value):
             problem = "a finite number"
-    elif param.kind == "bool":
+    elif field.kind == "bool":
         if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
             problem = "true or false"
         value = raw.lower() in ("1", "true", "yes")
-    elif param.kind == "list":
+    elif field.kind == "list":
         value = [part.strip() for part in raw.split(",") if part.strip()]
     if problem is None and param.low is not None and value < param.low:
         problem = f"at least {param.low:g}"
@@ -252,31 +219,33 @@ def _value(param: Param, raw: str) -> Any:
     if problem is None and param.choices and value not in param.choices:
         problem = f"one of {', '.join(param.choices)}"
     if problem is not None:
-        raise InvalidRequest(f"parameter {param.name}={raw!r} must be {problem}")
+        raise InvalidRequest(f"parameter {field.name}={raw!r} must be {problem}")
     return value
 
 
-def parse(endpoint: Endpoint, query: Mapping[str, str]) -> dict[str, Any]:
-    """Query parameters as Python values (defaults filled in); unknown names are refused."""
-    known = {param.name: param for param in endpoint.params if param.location == "query"}
-    values = {name: param.default for name, param in known.items()}
+def parse(endpoint: Endpoint, path: Mapping[str, str], query: Mapping[str, str]) -> dict[str, Any]:
+    """The function's keyword arguments from the request's text; unknown names are refused,
+    a missing required one is named, an empty value means the default."""
+    arguments: dict[str, Any] = {}
+    known = {f.name: f for f in endpoint.fields if f.location == "query" and f.kind != "map"}
+    families = [f for f in endpoint.fields if f.param.prefix]
     for name, raw in query.items():
-        if endpoint.name == "experiments" and name.startswith(_ANY_META):
-            continue
-        if name not in known:
+        family = next((f for f in families if name.startswith(f.param.prefix or "")), None)
+        if family is not None:
+            key = name.removeprefix(family.param.prefix or "")
+            arguments.setdefault(family.argument, {})[key] = raw
+        elif name not in known:
             raise InvalidRequest(
                 f"unknown parameter {name!r} for {endpoint.path}; known: {', '.join(known)}"
             )
-        if raw != "":
-            values[name] = _value(known[name], raw)
-    return values
-
-
-def _required(values: Mapping[str, Any], name: str, endpoint: Endpoint) -> str:
-    value = values.get(name)
-    if not value:
-        raise InvalidRequest(f"{endpoint.path} needs the parameter {name}")
-    return str(value)
+        elif raw != "":
+            arguments[known[name].argument] = _value(known[name], raw)
+    for field in endpoint.fields:
+        if field.location == "path":
+            arguments[field.argument] = path.get(field.name, "")
+        elif field.required and field.argument not in arguments:
+            raise InvalidRequest(f"{endpoint.path} needs the parameter {field.name}")
+    return arguments
 
 
 def answer(results: Results, name: str, path: Mapping[str, str], query: Mapping[str, str]) -> Any:
@@ -285,8 +254,9 @@ def answer(results: Results, name: str, path: Mapping[str, str], query: Mapping[
     ``evalhouse experiments`` calls this directly when no server holds the data directory,
     so both ways parse the same parameters and give the same keys.
     """
+    endpoint = ENDPOINTS[name]
     try:
-        return _dispatch(results, name, path, query)
+        return endpoint.function(results, **parse(endpoint, path, query))
     except QueryError as exc:
         given = [p for p in ("where", "key") if query.get(p)]
         if not given:
@@ -298,82 +268,20 @@ def answer(results: Results, name: str, path: Mapping[str, str], query: Mapping[
         ) from exc
 
 
-def _dispatch(
-    results: Results, name: str, path: Mapping[str, str], query: Mapping[str, str]
-) -> Any:
-    endpoint = ENDPOINTS[name]
-    v = parse(endpoint, query)
-    experiment = path.get("id", "")
-    if name == "experiments":
-        meta = {k.removeprefix(_ANY_META): val for k, val in query.items() if k.startswith("meta.")}
-        return results.experiments(
-            name=v["name"],
-            dataset=v["dataset"],
-            metadata=meta,
-            usable=v["usable"],
-            limit=v["limit"],
-            offset=v["offset"],
-        )
-    if name == "trend":
-        return results.trend(name=v["name"], dataset=v["dataset"], limit=v["limit"])
-    if name == "summary":
-        return results.summary(
-            experiment, group_by=v["group_by"], where=v["where"], alpha=v["alpha"]
-        )
-    if name == "rows":
-        return results.rows(experiment, **v)
-    if name == "trials":
-        return results.trials(
-            experiment,
-            where=v["where"],
-            flaky_only=v["flaky"],
-            limit=v["limit"],
-            offset=v["offset"],
-        )
-    if name == "export":
-        return results.export(experiment, fmt=v["format"], fields=v["fields"], where=v["where"])
-    if name == "trainloop":
-        return results.trainloop(
-            experiment, pass_threshold=v["pass_threshold"], details=v["details"]
-        )
-    if name == "compare":
-        return results.compare(
-            _required(v, "candidate", endpoint),
-            v["baseline"],
-            key=v["key"],
-            where=v["where"],
-            alpha=v["alpha"],
-            tolerance=v["tolerance"],
-            metric_tolerance=v["metric_tolerance"],
-            score=v["score"],
-            limit=v["limit"],
-            offset=v["offset"],
-        )
-    if name == "benchmark":
-        return results.benchmark(
-            dataset=_required(v, "dataset", endpoint),
-            by=v["by"],
-            score=v["score"],
-            pass_threshold=v["pass_threshold"],
-            layout=v["layout"],
-        )
-    raise AssertionError(f"no handler for endpoint {name}")
-
-
-def request_path(name: str, path: Mapping[str, str], query: Mapping[str, Any]) -> str:
-    """The URL path and query string of an endpoint call (for the CLI's API mode)."""
+def endpoint_path(name: str, path: Mapping[str, str]) -> str:
+    """The URL path of an endpoint call, ``{id}`` filled in (for the CLI's API mode)."""
     url = ENDPOINTS[name].path
     for key, value in path.items():
         url = url.replace(f"{{{key}}}", urllib.parse.quote(value, safe=""))
-    present = {k: v for k, v in query.items() if v is not None}
-    return url + ("?" + urllib.parse.urlencode(present) if present else "")
+    return url
 
 
-def _schema(param: Param) -> dict[str, Any]:
+def _schema(field: Field) -> dict[str, Any]:
     types = {"str": "string", "int": "integer", "float": "number", "bool": "boolean"}
-    schema: dict[str, Any] = {"type": types.get(param.kind, "string")}
-    if param.default is not None:
-        schema["default"] = param.default
+    schema: dict[str, Any] = {"type": types.get(field.kind, "string")}
+    param = field.param
+    if field.default is not None:
+        schema["default"] = list(field.default) if field.kind == "list" else field.default
     if param.choices:
         schema["enum"] = list(param.choices)
     if param.low is not None:
@@ -381,6 +289,24 @@ def _schema(param: Param) -> dict[str, Any]:
     if param.high is not None:
         schema["maximum"] = param.high
     return schema
+
+
+def _parameter(field: Field) -> dict[str, Any]:
+    if field.param.prefix:
+        return {
+            "name": f"{field.param.prefix}<key>",
+            "in": "query",
+            "required": False,
+            "description": field.param.help,
+            "schema": {"type": "string"},
+        }
+    return {
+        "name": field.name,
+        "in": field.location,
+        "required": field.required or field.location == "path",
+        "description": field.param.help,
+        "schema": _schema(field),
+    }
 
 
 def openapi() -> dict[str, Any]:
@@ -393,26 +319,7 @@ def openapi() -> dict[str, Any]:
     }
     paths: dict[str, Any] = {}
     for endpoint in ENDPOINTS.values():
-        parameters = [
-            {
-                "name": param.name,
-                "in": param.location,
-                "required": param.location == "path",
-                "description": param.help,
-                "schema": _schema(param),
-            }
-            for param in endpoint.params
-        ]
-        if endpoint.name == "experiments":
-            parameters.append(
-                {
-                    "name": "meta.<key>",
-                    "in": "query",
-                    "required": False,
-                    "description": "Experiment metadata value to match, e.g. meta.model=gpt-4o.",
-                    "schema": {"type": "string"},
-                }
-            )
+        parameters = [_parameter(field) for field in endpoint.fields]
         paths[endpoint.path] = {
             "get": {
                 "operationId": endpoint.name,
@@ -465,20 +372,8 @@ def experiment_routes(results: Results) -> list[Route]:
 
     def handler(name: str) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            query = dict(request.query_params)
-            try:
-                result = await run_in_threadpool(
-                    answer, results, name, dict(request.path_params), query
-                )
-            except (InvalidRequest, QueryError) as exc:
-                return error(400, str(exc))
-            except ExperimentNotFound as exc:
-                return error(404, str(exc))
-            except StoreUnavailable as exc:
-                return error(503, str(exc))
-            except EvalhouseError as exc:
-                return error(500, str(exc))
-            return _respond(result)
+            path, query = dict(request.path_params), dict(request.query_params)
+            return _respond(await run_in_threadpool(answer, results, name, path, query))
 
         return endpoint
 

@@ -1,4 +1,8 @@
-"""``POST /api/sql`` (read-only SQL) and ``GET /api/health``."""
+"""``POST /api/sql`` (read-only SQL) and ``GET /api/health``.
+
+Errors are statuses through ``_api_common.py``: a refused query is a 400, every read-only
+session busy a 503 with ``Retry-After``, ClickHouse down a 503.
+"""
 
 from __future__ import annotations
 
@@ -12,9 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse.config import Settings
-from evalhouse.errors import QueryError, StoreUnavailable
-from evalhouse.store import SessionsBusy, Store
-from evalhouse.surfaces._api_common import error
+from evalhouse.errors import InvalidRequest
+from evalhouse.store import Store
 
 # Output formats offered to users; the name is checked against this list, never pasted raw.
 SQL_FORMATS = (
@@ -34,7 +37,6 @@ SQL_FORMATS = (
 )
 
 _USAGE = 'body must be JSON: {"query": "SELECT ...", "format": "CSV"}'
-_RETRY_AFTER_SECONDS = 2
 _DISCONNECT_POLL_SECONDS = 0.25
 
 
@@ -56,23 +58,14 @@ def routes(store: Store, settings: Settings) -> list[Route]:
     async def sql(request: Request) -> Response:
         try:
             payload: Any = json.loads(await request.body())
-        except ValueError:
-            return error(400, _USAGE)
+        except ValueError as exc:
+            raise InvalidRequest(_USAGE) from exc
         if not isinstance(payload, dict) or not isinstance(payload.get("query"), str):
-            return error(400, _USAGE)
+            raise InvalidRequest(_USAGE)
         fmt = payload.get("format") or "TabSeparatedWithNames"
         if fmt not in SQL_FORMATS:
-            return error(400, f"unknown format {fmt!r}; choose one of {', '.join(SQL_FORMATS)}")
-        try:
-            output = await _unless_disconnected(request, store, payload["query"], fmt)
-        except QueryError as exc:
-            return error(400, str(exc))
-        except SessionsBusy as exc:
-            response = error(503, str(exc))
-            response.headers["Retry-After"] = str(_RETRY_AFTER_SECONDS)
-            return response
-        except StoreUnavailable as exc:
-            return error(503, str(exc))
+            raise InvalidRequest(f"unknown format {fmt!r}; choose one of {', '.join(SQL_FORMATS)}")
+        output = await _unless_disconnected(request, store, payload["query"], fmt)
         return Response(output, 200, media_type="text/plain; charset=utf-8")
 
     async def health(request: Request) -> Response:

@@ -2,7 +2,7 @@
 
 The trace is read by :func:`evalhouse.evaluators.read_trace` (spans, costs, messages, values,
 which model calls count: the rules the experiment rows use); this route checks the id and
-maps the answer.
+maps the answer (errors become statuses in ``_api_common.py``).
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse.config import Settings
-from evalhouse.errors import QueryError, StoreUnavailable
+from evalhouse.errors import InvalidRequest, NotFound
 from evalhouse.evaluators import normalise_trace_id, read_trace
 from evalhouse.store import Store
-from evalhouse.surfaces._api_common import error
 
 __all__ = ["routes"]
 
@@ -26,22 +25,15 @@ def routes(store: Store, settings: Settings) -> list[Route]:
         raw = request.path_params["trace_id"]
         trace_id = normalise_trace_id(raw)
         if trace_id is None:
-            return error(
-                400,
+            raise InvalidRequest(
                 f"{raw!r} is not a trace id: expected hex digits "
-                "(32 of them, as in the experiment rows' trace_id)",
+                "(32 of them, as in the experiment rows' trace_id)"
             )
-        try:
-            found = await run_in_threadpool(read_trace, store, trace_id)
-        except QueryError as exc:
-            return error(500, f"reading trace {trace_id} failed: {exc}; run 'evalhouse migrate'")
-        except StoreUnavailable as exc:
-            return error(503, str(exc))
+        found = await run_in_threadpool(read_trace, store, trace_id)
         if found is None:
-            return error(
-                404,
+            raise NotFound(
                 f"no span of trace {trace_id} is stored; check the id, and that the app sends "
-                "its spans to this evalhouse (recent spans can take a moment to arrive)",
+                "its spans to this evalhouse (recent spans can take a moment to arrive)"
             )
         return JSONResponse(found)
 

@@ -1,18 +1,32 @@
-"""What every ``evalhouse`` subcommand shares: store and listener flags, settings, the API."""
+"""What every ``evalhouse`` subcommand shares: store and listener flags, settings, and the
+switch between the running server's API and a store opened here (:func:`served_or_store`).
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
-import urllib.error
-import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from evalhouse.api_client import ApiClient
 from evalhouse.config import Settings, load_settings
 from evalhouse.errors import EvalhouseError
 
-__all__ = ["api_request", "listener_flags", "open_store", "settings_from", "store_flags"]
+# The store needs the server extra: imported when a command opens one, not at CLI start.
+if TYPE_CHECKING:
+    from evalhouse.store import Store
+
+__all__ = [
+    "listener_flags",
+    "open_store",
+    "require_data",
+    "served_or_store",
+    "serving",
+    "settings_from",
+    "store_flags",
+]
 
 # argparse's type for ``add_subparsers()`` results; private in the standard library.
 Commands = Any
@@ -49,7 +63,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-def open_store(settings: Settings) -> Any:
+def open_store(settings: Settings) -> Store:
     """The store the settings name (DSN and cluster); the caller closes it."""
     from evalhouse.store import Store
 
@@ -61,26 +75,60 @@ def open_store(settings: Settings) -> Any:
     )
 
 
-def api_request(
-    api: str, path: str, payload: Any | None = None, *, api_key: str | None = None
-) -> bytes:
-    """Call the running server's HTTP API (POST JSON when ``payload`` is given, else GET)."""
-    request = urllib.request.Request(
-        f"{api}{path}",
-        data=None if payload is None else json.dumps(payload).encode(),
-        headers={"Content-Type": "application/json"},
+def _own_store(settings: Settings) -> bool:
+    """The store is the data directory's embedded one (not a DSN given explicitly)."""
+    return settings.embedded and not settings.clickhouse_url
+
+
+def serving(settings: Settings) -> ApiClient | None:
+    """The API of the ``evalhouse serve`` (or ``ui``) that owns the data directory's embedded
+    store, if one runs: chDB allows one process per directory, so commands ask it."""
+    from evalhouse.surfaces.serve import running_server
+
+    server = running_server(settings.data_dir) if _own_store(settings) else None
+    if server is None:
+        return None
+    return ApiClient(
+        server["api"],
+        api_key=next(iter(settings.api_key_values()), None),
+        unreachable_advice=f"the evalhouse process that owns {settings.data_dir} does not "
+        "answer; check that it still runs (or stop it and try again)",
     )
-    if api_key:
-        request.add_header("Authorization", f"Bearer {api_key}")
+
+
+def require_data(settings: Settings) -> None:
+    """Refuse, saying what to do, when the data directory holds no embedded store yet."""
+    if _own_store(settings) and not (settings.data_dir / "clickhouse").exists():
+        raise EvalhouseError(
+            f"no evalhouse data in {settings.data_dir}; start 'evalhouse serve' there first, "
+            "or pass --data-dir / --clickhouse"
+        )
+
+
+@contextmanager
+def served_or_store(settings: Settings, *, create: bool = False) -> Iterator[ApiClient | Store]:
+    """The running server's API client when one owns the data directory, else the store the
+    settings name, opened here and closed on exit. A command does the same work either way
+    (the API routes call the same middle-layer functions) and prints the same answer.
+
+    ``create``: an embedded store that does not exist yet is created and migrated (a first
+    dataset push) instead of refused.
+
+    >>> with served_or_store(settings) as target:               # doctest: +SKIP
+    ...     rows = target.get("/api/datasets") if isinstance(target, ApiClient) else ...
+    """
+    client = serving(settings)
+    if client is not None:
+        yield client
+        return
+    if not create:
+        require_data(settings)
+    store = open_store(settings)
     try:
-        with urllib.request.urlopen(request, timeout=300) as response:
-            body: bytes = response.read()
-            return body
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read()).get("error", str(exc))
-        except ValueError:
-            message = str(exc)
-        raise EvalhouseError(message) from exc
-    except urllib.error.URLError as exc:
-        raise EvalhouseError(f"cannot reach the running server at {api}: {exc.reason}") from exc
+        if create:
+            from evalhouse.store import migrate
+
+            migrate(store, cluster=settings.cluster)
+        yield store
+    finally:
+        store.close()

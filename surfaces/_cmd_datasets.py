@@ -1,9 +1,10 @@
 """``evalhouse datasets list|show|versions|push``.
 
 While ``evalhouse serve`` holds the embedded data directory, the commands go through its HTTP
-API (reads with the CLI's client, pushes with the SDK's ``Dataset``, which sends a large file
-in chunks); otherwise they open the store themselves. Both ways give the same answers: the
-API routes and this command share :class:`evalhouse.datasets.Datasets`.
+API with the one API client (``evalhouse.api_client``; pushes through the SDK's ``Dataset`` on
+that client, which sends a large file in chunks); otherwise they open the store themselves
+(the switch is ``_cli_common.served_or_store``). Both ways give the same answers: the API
+routes and this command share :class:`evalhouse.datasets.Datasets`.
 """
 
 from __future__ import annotations
@@ -11,19 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 import urllib.parse
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from evalhouse.api_client import ApiClient
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces._cli_common import (
-    Commands,
-    api_request,
-    open_store,
-    settings_from,
-    store_flags,
-)
+from evalhouse.surfaces._cli_common import Commands, served_or_store, settings_from, store_flags
 
 # Imported when a datasets command runs, not when the CLI starts: the SDK package loads the
 # OpenTelemetry SDK, and the store side needs the server extra.
@@ -90,34 +86,30 @@ class _Backend(Protocol):
 
 
 class _ApiBackend:
-    def __init__(self, api: str, api_key: str | None) -> None:
-        self.api = api
-        self.api_key = api_key
-
-    def _get(self, path: str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        query = urllib.parse.urlencode({k: v for k, v in (params or {}).items() if v is not None})
-        raw = api_request(self.api, f"{path}?{query}" if query else path, api_key=self.api_key)
-        try:
-            body: dict[str, Any] = json.loads(raw)
-        except ValueError as exc:
-            raise EvalhouseError(f"{self.api}{path} answered with something not JSON") from exc
-        return body
+    def __init__(self, client: ApiClient) -> None:
+        self.client = client
 
     def summaries(self) -> dict[str, Any]:
-        return self._get("/api/datasets")
+        body: dict[str, Any] = self.client.get("/api/datasets")
+        return body
 
     def versions(self, name: str) -> dict[str, Any]:
-        return self._get(f"/api/datasets/{name}/versions")
+        body: dict[str, Any] = self.client.get(f"{_path(name)}/versions")
+        return body
 
     def page(self, name: str, version: int | None, offset: int, limit: int) -> dict[str, Any]:
         params = {"version": version, "offset": offset, "limit": limit}
-        return self._get(f"/api/datasets/{name}", params)
+        body: dict[str, Any] = self.client.get(_path(name), params)
+        return body
 
     def push(self, name: str, file: Path, description: str | None) -> DatasetVersion:
         from evalhouse.instrumentation import Dataset
 
-        pushed = Dataset(name, api_url=self.api, api_key=self.api_key)
-        return pushed.append(file, description=description)
+        return Dataset(name, client=self.client).append(file, description=description)
+
+
+def _path(name: str) -> str:
+    return f"/api/datasets/{urllib.parse.quote(name)}"
 
 
 class _StoreBackend:
@@ -153,29 +145,15 @@ class _StoreBackend:
 def _backend(args: argparse.Namespace, *, writes: bool = False) -> Iterator[_Backend]:
     from evalhouse.dataset_rows import check_name
     from evalhouse.datasets import Datasets
-    from evalhouse.store import migrate
-    from evalhouse.surfaces.serve import running_server
 
     if getattr(args, "name", None) is not None:
         check_name(args.name)  # before it goes into a URL or a query
-    settings = settings_from(args)
-    server = running_server(settings.data_dir) if settings.embedded else None
-    if server is not None:
-        key = next(iter(settings.api_key_values()), None)
-        yield _ApiBackend(server["api"], key)
-        return
-    if settings.embedded and not writes and not (settings.data_dir / "clickhouse").exists():
-        raise EvalhouseError(
-            f"no evalhouse data in {settings.data_dir}; push a dataset or start "
-            "'evalhouse serve' there first, or pass --data-dir / --clickhouse"
-        )
-    store = open_store(settings)
-    try:
-        if writes:
-            migrate(store, cluster=settings.cluster)
-        yield _StoreBackend(Datasets(store))
-    finally:
-        store.close()
+    # A first push creates the embedded store; reads of a store that does not exist refuse.
+    with served_or_store(settings_from(args), create=writes) as target:
+        if isinstance(target, ApiClient):
+            yield _ApiBackend(target)
+        else:
+            yield _StoreBackend(Datasets(target))
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -2,21 +2,28 @@
 
 ``score`` and ``reprice`` open the store themselves, or, when ``evalhouse serve`` holds the
 embedded data directory (chDB allows one process per directory), ask it to do the work over
-its HTTP API (``surfaces/_api_evaluator.py``) and print the same report.
+its HTTP API (``surfaces/_api_evaluator.py``) and print the same report; the switch is
+``_cli_common.served_or_store``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import threading
 import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from evalhouse.api_client import ApiClient
 from evalhouse.config import Settings, load_settings
 from evalhouse.errors import EvalhouseError
-from evalhouse.surfaces._cli_common import Commands, api_request, open_store, store_flags
+from evalhouse.surfaces._cli_common import (
+    Commands,
+    require_data,
+    served_or_store,
+    serving,
+    store_flags,
+)
 
 if TYPE_CHECKING:
     from evalhouse.evaluators import ScoreReport
@@ -81,38 +88,18 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
     )
 
 
-def _serving(settings: Settings) -> dict[str, Any] | None:
-    """The running ``evalhouse serve`` that holds the embedded data directory, if any."""
-    from evalhouse.surfaces.serve import running_server
-
-    return running_server(settings.data_dir) if settings.embedded else None
-
-
-def _call_server(
-    settings: Settings, server: dict[str, Any], experiment: str, action: str, payload: Any
-) -> dict[str, Any]:
-    key = next(iter(settings.api_key_values()), None)
-    path = f"/api/experiments/{urllib.parse.quote(experiment, safe='')}/{action}"
-    answer: dict[str, Any] = json.loads(api_request(server["api"], path, payload, api_key=key))
-    return answer
+def _work_path(experiment: str, action: str) -> str:
+    return f"/api/experiments/{urllib.parse.quote(experiment, safe='')}/{action}"
 
 
 def _refuse_if_served(settings: Settings) -> None:
     """chDB allows one process per data directory: a running serve owns it."""
-    if _serving(settings) is not None:
+    if serving(settings) is not None:
         raise EvalhouseError(
             f"evalhouse serve is running on {settings.data_dir} and owns its store; "
             "it already runs the evaluator"
         )
-    _require_store(settings)
-
-
-def _require_store(settings: Settings) -> None:
-    if settings.embedded and not (settings.data_dir / "clickhouse").exists():
-        raise EvalhouseError(
-            f"no evalhouse data in {settings.data_dir}; pass --data-dir of an evalhouse "
-            "store, or --clickhouse DSN"
-        )
+    require_data(settings)
 
 
 def _wait_for_signal() -> None:
@@ -159,24 +146,19 @@ def _score(args: argparse.Namespace) -> int:
     from evalhouse.evaluators import ScoreReport, score_experiment
 
     settings = _settings(args)
-    server = _serving(settings)
-    if server is not None:
-        payload = {"scorers": args.scorer, "where": args.where, "rescore": args.rescore}
-        report = ScoreReport(**_call_server(settings, server, args.experiment, "score", payload))
-    else:
-        _require_store(settings)
-        store = open_store(settings)
-        try:
+    with served_or_store(settings) as target:
+        if isinstance(target, ApiClient):
+            payload = {"scorers": args.scorer, "where": args.where, "rescore": args.rescore}
+            report = ScoreReport(**target.post(_work_path(args.experiment, "score"), payload))
+        else:
             report = score_experiment(
-                store,
+                target,
                 args.experiment,
                 args.scorer,
                 settings=settings,
                 where=args.where,
                 rescore=args.rescore,
             )
-        finally:
-            store.close()
     return _print_score(report, rescore=args.rescore)
 
 
@@ -193,18 +175,14 @@ def _reprice(args: argparse.Namespace) -> int:
     from evalhouse.evaluators import RepriceReport, reprice_experiment
 
     settings = _settings(args)
-    server = _serving(settings)
-    if server is not None:
-        answer = _call_server(settings, server, args.experiment, "reprice", {})
-        answer["previous_versions"] = tuple(answer["previous_versions"])
-        report = RepriceReport(**answer)
-    else:
-        _require_store(settings)
-        store = open_store(settings)
-        try:
-            report = reprice_experiment(store, args.experiment, settings=settings)
-        finally:
-            store.close()
+    with served_or_store(settings) as target:
+        if isinstance(target, ApiClient):
+            # Repricing recomputes the same rows from the same spans: safe to repeat.
+            answer = target.post(_work_path(args.experiment, "reprice"), {}, retries=2)
+            answer["previous_versions"] = tuple(answer["previous_versions"])
+            report = RepriceReport(**answer)
+        else:
+            report = reprice_experiment(target, args.experiment, settings=settings)
     before = ", ".join(v for v in report.previous_versions if v) or "none"
     print(
         f"experiment {report.experiment_id}: {report.rows} rows repriced with "

@@ -3,8 +3,8 @@
 
 While ``evalhouse serve`` holds the embedded data directory, the commands ask its HTTP API;
 otherwise they open the store (embedded, or ``--clickhouse``) and answer the same request
-in-process with :func:`_api_experiments.answer`. Either way ``--json`` prints the API's JSON;
-without it, readable tables.
+in-process with :func:`_api_experiments.answer` (the switch is ``_cli_common.served_or_store``).
+Either way ``--json`` prints the API's JSON; without it, readable tables.
 
 ``compare --fail-on-regression`` exits 1 only when a chosen score (``--score``, default every
 score) regressed significantly at ``--alpha``; it prints the verdict table either way. The
@@ -22,14 +22,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from evalhouse.api_client import ApiClient
 from evalhouse.errors import EvalhouseError, QueryError
-from evalhouse.surfaces._cli_common import (
-    Commands,
-    api_request,
-    open_store,
-    settings_from,
-    store_flags,
-)
+from evalhouse.surfaces._cli_common import Commands, served_or_store, settings_from, store_flags
 
 _SUFFIX = {"csv": "csv", "json": "json", "jsonl": "jsonl", "parquet": "parquet"}
 _EXPORT_FORMATS = ("csv", "json", "jsonl", "parquet", "dataset", "trainloop")
@@ -152,34 +147,24 @@ def _compare_parser(parser: argparse.ArgumentParser) -> None:
 
 def _fetch(args: argparse.Namespace, name: str, path: Mapping[str, str], query: Any) -> Any:
     """The endpoint's answer, from the running server or straight from the store."""
-    from evalhouse.surfaces._api_experiments import answer, request_path
-    from evalhouse.surfaces.serve import running_server
+    from evalhouse.surfaces._api_experiments import answer, endpoint_path
 
     params = {k: _text(v) for k, v in query.items() if v is not None and v != []}
     settings = settings_from(args)
-    default_store = settings.embedded and not settings.clickhouse_url
-    server = running_server(settings.data_dir) if default_store else None
-    if server is not None:
-        key = next(iter(settings.api_key_values()), None)
-        body = api_request(server["api"], request_path(name, path, params), api_key=key)
-        return body if name == "export" else json.loads(body)
-    if default_store and not (settings.data_dir / "clickhouse").exists():
-        raise EvalhouseError(
-            f"no evalhouse data in {settings.data_dir}; start 'evalhouse serve' there first "
-            "or pass --data-dir / --clickhouse"
-        )
-    from evalhouse.evaluators.results import Results
+    with served_or_store(settings) as target:
+        if isinstance(target, ApiClient):
+            url = endpoint_path(name, path)
+            if name == "export":
+                return target.request_bytes("GET", url, params=params, retries=2)
+            return target.get(url, params)
+        from evalhouse.evaluators.results import Results
 
-    store = open_store(settings)
-    try:
-        results = Results.from_settings(store, settings)
-        result = answer(results, name, path, params)
-    except QueryError as exc:
-        if "experiment_rows" in str(exc) or "experiment_row_metrics" in str(exc):
-            raise EvalhouseError(f"{exc}; create the schema with 'evalhouse migrate'") from exc
-        raise
-    finally:
-        store.close()
+        try:
+            result = answer(Results.from_settings(target, settings), name, path, params)
+        except QueryError as exc:
+            if "experiment_rows" in str(exc) or "experiment_row_metrics" in str(exc):
+                raise EvalhouseError(f"{exc}; create the schema with 'evalhouse migrate'") from exc
+            raise
     return result.data if name == "export" else result
 
 

@@ -7,12 +7,13 @@ import sys
 import threading
 from typing import Any
 
+from evalhouse.api_client import ApiClient
 from evalhouse.errors import EvalhouseError
 from evalhouse.store import Store
 from evalhouse.surfaces._cli_common import (
     Commands,
-    api_request,
     open_store,
+    served_or_store,
     settings_from,
     store_flags,
 )
@@ -85,29 +86,18 @@ def _interruptible(store: Store, query: str, fmt: str) -> bytes:
 
 def _sql(args: argparse.Namespace) -> int:
     from evalhouse.surfaces.api import SQL_FORMATS
-    from evalhouse.surfaces.serve import running_server
 
     if args.format not in SQL_FORMATS:
         raise EvalhouseError(
             f"unknown format {args.format!r}; choose one of {', '.join(SQL_FORMATS)}"
         )
-    settings = settings_from(args)
-    server = running_server(settings.data_dir) if settings.embedded else None
-    if server is not None:
-        key = next(iter(settings.api_key_values()), None)
-        payload = {"query": args.query, "format": args.format}
-        output = api_request(server["api"], "/api/sql", payload, api_key=key)
-    else:
-        if settings.embedded and not (settings.data_dir / "clickhouse").exists():
-            raise EvalhouseError(
-                f"no evalhouse data in {settings.data_dir}; start 'evalhouse serve' there first "
-                "or pass --data-dir / --clickhouse"
-            )
-        store = open_store(settings)
-        try:
-            output = _interruptible(store, args.query, args.format)
-        finally:
-            store.close()
+    with served_or_store(settings_from(args)) as target:
+        if isinstance(target, ApiClient):
+            payload = {"query": args.query, "format": args.format}
+            # Read-only, so safe to repeat when the server is busy.
+            output = target.request_bytes("POST", "/api/sql", json_body=payload, retries=2)
+        else:
+            output = _interruptible(target, args.query, args.format)
     sys.stdout.buffer.write(output)
     sys.stdout.flush()
     return 0

@@ -3,7 +3,8 @@
 ``POST /api/sql`` with JSON ``{"query": "...", "format": "JSONEachRow"}`` runs the query with
 ClickHouse's ``readonly=1`` and returns ClickHouse's output in that format. This is how
 ``evalhouse sql`` reaches an embedded store that ``evalhouse serve`` holds. Each group of
-routes lives in an ``_api_*`` module with a ``routes(store, settings)`` function; API keys,
+routes lives in an ``_api_*`` module with a ``routes(store, settings)`` function; routes raise
+evalhouse errors and the handlers of ``_api_common.py`` turn them into statuses; API keys,
 when configured, guard every route except ``GET /api/health``. Bodies are capped at
 ``api_max_body_bytes`` and the listener limits of :mod:`evalhouse.asgi` apply to every route.
 """
@@ -25,7 +26,7 @@ from evalhouse.surfaces import (
     _api_traces,
     _ui,
 )
-from evalhouse.surfaces._api_common import PUBLIC_PATHS, RequireApiKey
+from evalhouse.surfaces._api_common import PUBLIC_PATHS, RequireApiKey, exception_handlers
 from evalhouse.surfaces._api_sql import SQL_FORMATS
 
 __all__ = ["SQL_FORMATS", "api_app"]
@@ -49,6 +50,8 @@ def api_app(store: Store, keys: ApiKeys, settings: Settings | None = None) -> Gu
     app = Starlette(
         routes=[route for module in _ROUTE_MODULES for route in module.routes(store, settings)],
         middleware=[Middleware(RequireApiKey, keys=keys)],
+        # Errors become statuses here, in one table (surfaces/_api_common.py), not per route.
+        exception_handlers=exception_handlers(),
     )
     return GuardedApp(
         app,

@@ -18,11 +18,11 @@ from test_docs_sql import sql_examples
 from test_sdk_support import attr, by_purpose, finished, memory_spans
 
 from evalhouse import contract
+from evalhouse.api_client import ApiClient, ApiError, ApiUnreachable
 from evalhouse.asgi import AsgiServer
 from evalhouse.auth import ApiKeys
 from evalhouse.collector._writer import _length_delimited
 from evalhouse.encoding import row_id
-from evalhouse.instrumentation._api_client import ApiClient, ApiError, ApiUnreachable
 from evalhouse.instrumentation._datasets import (
     DatasetError,
     DatasetRow,

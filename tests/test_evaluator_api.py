@@ -16,10 +16,12 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from test_evaluator_daemon import experiment
-from test_evaluator_spans import evaluate, write
+from test_evaluator_spans import Trace, eval_root, evaluate, write
 
 from evalhouse.asgi import AsgiServer
 from evalhouse.auth import ApiKeys
+from evalhouse.errors import ExperimentAmbiguous
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.store import Store
 from evalhouse.surfaces._api_evaluator import score_request
 from evalhouse.surfaces.api import api_app
@@ -113,17 +115,46 @@ def test_a_bad_score_body_is_a_400_naming_the_fix(api: Api, store: Store) -> Non
     assert stored_scores(store) == []
 
 
-def test_a_bad_where_or_unknown_experiment_is_a_400_and_scores_nothing(
+def test_a_bad_where_is_a_400_an_unknown_experiment_a_404_and_nothing_is_scored(
     api: Api, store: Store
 ) -> None:
     body = {"scorers": ["exact_match"], "where": "no_such_column > 1"}
     status, answer = api.post("/api/experiments/exp-1/score", body)
     assert status == 400 and "no_such_column" in answer["error"]
+    # One resolver and one error table for every route: an unknown experiment is a 404 with
+    # the results API's message (it was a 400 reading "no experiment 'nope' ..." here).
     status, answer = api.post("/api/experiments/nope/score", {"scorers": ["exact_match"]})
-    assert status == 400 and "no experiment 'nope'" in answer["error"]
+    assert status == 404 and "no experiment with id or name 'nope'" in answer["error"]
     status, answer = api.post("/api/experiments/nope/reprice", {})
-    assert status == 400 and "no experiment 'nope'" in answer["error"]
+    assert status == 404 and "no experiment with id or name 'nope'" in answer["error"]
     assert stored_scores(store) == []
+
+
+def test_a_name_several_runs_share_is_a_409_listing_them_and_an_id_picks_one(
+    api: Api, store: Store
+) -> None:
+    rerun = Trace()
+    eval_root(
+        rerun, experiment="exp-1", row_id="row-0", **{"evalhouse.experiment.id": "exp-1-rerun"}
+    )
+    write(store, rerun)
+    evaluate(store)
+    for action, body in (("score", {"scorers": ["exact_match"]}), ("reprice", {})):
+        status, answer = api.post(f"/api/experiments/exp-1/{action}", body)
+        assert status == 409, answer
+        assert "2 experiment runs are named 'exp-1'" in answer["error"]
+        assert "exp-1-id (started 20" in answer["error"]
+        assert "exp-1-rerun (started 20" in answer["error"]
+        assert "pass the id" in answer["error"]
+    assert stored_scores(store) == []
+    with pytest.raises(ExperimentAmbiguous) as raised:
+        resolve_experiment(store, "exp-1", exactly_one=True)
+    assert {run_id for run_id, _ in raised.value.runs} == {"exp-1-id", "exp-1-rerun"}
+    # Where one run is enough (results), the name means the latest run of that name.
+    assert resolve_experiment(store, "exp-1").id == "exp-1-rerun"
+    assert [run_id for run_id, _ in raised.value.runs] == ["exp-1-rerun", "exp-1-id"]
+    status, report = api.post("/api/experiments/exp-1-rerun/score", {"scorers": ["exact_match"]})
+    assert (status, report["experiment_id"], report["rows"]) == (200, "exp-1-rerun", 1)
 
 
 @pytest.mark.parametrize(

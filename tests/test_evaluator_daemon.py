@@ -383,7 +383,8 @@ def test_score_applies_scorers_retrospectively(store: Store) -> None:
     # The daemon sees these as done and does not run them again.
     evaluate(store)
     assert sum(CALLS.values()) == 12
-    with pytest.raises(EvalhouseError, match="no experiment 'nope'"):
+    # The one experiment resolver's message (evaluators/_experiments.py).
+    with pytest.raises(EvalhouseError, match="no experiment with id or name 'nope'"):
         score_experiment(store, "nope", [spec], settings=settings)
 
 

@@ -187,7 +187,8 @@ def test_serve_turns_spans_into_scored_rows_and_the_cli_works_on_them(
         "computations": 2,
     }
     missing = server.cli("score", "nope", "--scorer", "contains", check=False)
-    assert missing.returncode == 1 and "no experiment 'nope'" in missing.stderr
+    # The one experiment resolver's message (evaluators/_experiments.py).
+    assert missing.returncode == 1 and "no experiment with id or name 'nope'" in missing.stderr
 
 
 def test_each_experiment_has_its_own_rows_and_summary_line(store: Store) -> None:

@@ -170,6 +170,8 @@ def test_api_keys_are_enforced(api: Api) -> None:
         ("/api/experiments/cand/rows?limit=lots", 400, "limit='lots' must be an integer"),
         ("/api/experiments/cand/rows?order=up", 400, "one of asc, desc"),
         ("/api/experiments/cand?colour=red", 400, "unknown parameter 'colour'"),
+        ("/api/experiments/cand?alpha=0", 400, "alpha=0: the significance level must be in"),
+        ("/api/compare?candidate=cand&alpha=1", 400, "alpha=1: the significance level must"),
         ("/api/compare", 400, "needs the parameter candidate"),
         ("/api/compare?candidate=base", 400, "no earlier run"),
         ("/api/compare?candidate=cand&key=trace_id%20IN%20otel_traces", 400, "IN takes a list"),

@@ -258,6 +258,34 @@ def test_alpha_decides_significance(shared: Store) -> None:
     _check(loose["scores"]["safety"], expected)
 
 
+@pytest.mark.parametrize("alpha", [0.0, 1.0, -0.1, 1.5])
+def test_an_alpha_outside_0_1_is_refused_not_replaced_by_the_default(
+    shared: Store, alpha: float
+) -> None:
+    # alpha=0 once fell back to the default silently (`alpha or default`); now no answer
+    # is given at a level the caller did not ask for.
+    refusal = f"alpha={alpha:g}: the significance level must be in (0, 1)"
+    results = Results(shared)
+    with pytest.raises(InvalidRequest, match=refusal.replace("(", r"\(").replace(")", r"\)")):
+        results.compare("cand", "base", alpha=alpha)
+    with pytest.raises(InvalidRequest, match="must be in"):
+        results.summary("cand", alpha=alpha)
+    with pytest.raises(InvalidRequest, match="must be in"):
+        Results(shared, alpha=alpha)
+
+
+def test_an_explicit_alpha_is_honoured_everywhere(
+    shared: Store, capsys: pytest.CaptureFixture[str]
+) -> None:
+    results = Results(shared, alpha=0.2)
+    assert results.summary("cand", alpha=0.01)["alpha"] == 0.01
+    assert results.summary("cand")["alpha"] == 0.2
+    assert results.compare("cand", "base", alpha=0.01)["alpha"] == 0.01
+    code, out, err = _cli(capsys, shared, "compare", "base", "cand", "--alpha", "0", "--json")
+    assert (code, out) == (1, "")
+    assert "alpha=0: the significance level must be in (0, 1)" in err
+
+
 def test_aggregate_scores_are_compared_like_scores(shared: Store) -> None:
     aggregates = {"overall": AggregateScore(scores={"accuracy": 1, "safety": 1})}
     body = Results(shared, aggregates).compare("cand", "base")

@@ -2,7 +2,8 @@
 
 Everything reads the evaluator's output (``experiment_rows``, ``experiments``, ``scores``)
 with ClickHouse's ``readonly=1``; the HTTP API (``/api/experiments``, ``/api/compare``,
-``/api/benchmark``) and ``evalhouse experiments ...`` are thin layers over :class:`Results`.
+``/api/benchmark``) and ``evalhouse experiments ...`` are thin layers over :class:`Results`,
+whose methods declare each parameter once (:class:`Param` says how it is offered as text).
 
 >>> from evalhouse.evaluators.results import Results
 >>> results = Results(store)                                        # doctest: +SKIP
@@ -15,8 +16,9 @@ with ClickHouse's ``readonly=1``; the HTTP API (``/api/experiments``, ``/api/com
 
 from __future__ import annotations
 
-from evalhouse.evaluators.results._errors import ExperimentNotFound, InvalidRequest
+from evalhouse.errors import ExperimentNotFound, InvalidRequest
 from evalhouse.evaluators.results._export import DEFAULT_FIELDS, FORMATS, Export
+from evalhouse.evaluators.results._params import Param
 from evalhouse.evaluators.results._results import Results
 from evalhouse.evaluators.results._stats import (
     mean_interval,
@@ -33,6 +35,7 @@ __all__ = [
     "ExperimentNotFound",
     "Export",
     "InvalidRequest",
+    "Param",
     "Results",
     "Threshold",
     "Thresholds",

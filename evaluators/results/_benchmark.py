@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._errors import ExperimentNotFound
+from evalhouse.errors import ExperimentNotFound
+from evalhouse.evaluators.results._context import Context
+from evalhouse.evaluators.results._params import PASS_THRESHOLD, Param, PassThreshold
 from evalhouse.evaluators.results._sql import clean, group_expression, query, rows_sql
 from evalhouse.evaluators.results._summary import PROVENANCES
+from evalhouse.evaluators.results._trainloop import trainloop_benchmark
 from evalhouse.evaluators.results._unpriced import unknown_cost_reason
 from evalhouse.store import Store
 
-__all__ = ["PASS_THRESHOLD", "benchmark"]
-
-# A score at least this high "passes" (TrainLoop's passed / total).
-PASS_THRESHOLD = 0.5
+__all__ = ["benchmark"]
 
 _GROUPS = """
 SELECT
@@ -117,22 +116,27 @@ def _savings(groups: Sequence[Mapping[str, Any]], best: Any, value: Any) -> dict
 
 
 def benchmark(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
+    results: Context,
     *,
-    dataset: str,
-    by: str = "metadata.model",
-    score: str | None = None,
-    pass_threshold: float = PASS_THRESHOLD,
+    dataset: Annotated[str, Param("Dataset name.")],
+    by: Annotated[str, Param("metadata.<key>, experiment or trial.")] = "metadata.model",
+    score: Annotated[str | None, Param("Score to rank by (default: mean of all scores).")] = None,
+    pass_threshold: PassThreshold = PASS_THRESHOLD,
+    layout: Annotated[
+        str, Param("evalhouse or trainloop.", choices=("evalhouse", "trainloop"))
+    ] = "evalhouse",
 ) -> dict[str, Any]:
-    """``{"groups": [...], "best_overall", "best_value", "cost_savings"}`` for ``dataset``.
+    """``{"groups": [...], "best_overall", "best_value", "cost_savings"}`` for ``dataset``;
+    ``layout="trainloop"`` gives TrainLoop's benchmark layout instead.
 
     ``by`` is ``metadata.<key>`` (experiment metadata first, then row metadata),
     ``experiment`` or ``trial``.
 
-    >>> benchmark(store, {}, dataset="qa", by="metadata.model")["best_value"]  # doctest: +SKIP
+    >>> benchmark(Results(store), dataset="qa", by="metadata.model")["best_value"]
+    ... # doctest: +SKIP
     'gpt-4o-mini'
     """
+    store = results.store
     ids = [
         row["experiment_id"]
         for row in query(
@@ -151,7 +155,9 @@ def benchmark(
     group, extra = group_expression(by, experiment_first=True)
     rows = query(
         store,
-        _GROUPS.format(group=group, rows=rows_sql(store, aggregates), provenance=_PROVENANCE),
+        _GROUPS.format(
+            group=group, rows=rows_sql(store, results.aggregates), provenance=_PROVENANCE
+        ),
         {"ids": ids, "threshold": pass_threshold, **extra},
     )
     groups = [_group(store, row, score) for row in rows]
@@ -161,7 +167,7 @@ def benchmark(
     value = max(valued, key=lambda g: (_value(g), g["score"]), default=None)
     best_key = best["key"] if best else None
     value_key = value["key"] if value else None
-    return {
+    body = {
         "dataset": dataset,
         "by": by,
         "score": score,
@@ -170,3 +176,4 @@ def benchmark(
         "best_value": value_key,
         "cost_savings": _savings(groups, best_key, value_key),
     }
+    return trainloop_benchmark(body) if layout == "trainloop" else body

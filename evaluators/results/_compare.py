@@ -19,12 +19,13 @@ sums; only the per-score sums come back, and one page of rows.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._errors import InvalidRequest
+from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators.results._context import Context
 from evalhouse.evaluators.results._filters import check_expression
-from evalhouse.evaluators.results._resolve import choose_baseline, resolve
+from evalhouse.evaluators.results._params import Alpha, Param, Where
+from evalhouse.evaluators.results._resolve import choose_baseline
 from evalhouse.evaluators.results._sql import METRICS, clean, json_value, query, rows_sql
 from evalhouse.evaluators.results._stats import bounded, paired_test, verdict
 from evalhouse.evaluators.results._summary import experiment_items
@@ -283,33 +284,41 @@ def _metrics(
 
 
 def compare(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
-    candidate: str,
-    baseline: str | None = None,
+    results: Context,
+    candidate: Annotated[str, Param("Candidate experiment id or name.")],
+    baseline: Annotated[
+        str | None,
+        Param(
+            "Baseline id or name (default: the previous run of the same name, "
+            "else of the same dataset)."
+        ),
+    ] = None,
     *,
-    key: str | None = None,
-    where: str | None = None,
-    alpha: float = 0.05,
-    tolerance: float = SCORE_TOLERANCE,
-    metric_tolerance: float = METRIC_TOLERANCE,
-    thresholds: Thresholds | None = None,
-    score: str | None = None,
-    limit: int = 100,
-    offset: int = 0,
+    key: Annotated[
+        str | None, Param("SQL expression matching rows (default: the input's hash).")
+    ] = None,
+    where: Where = None,
+    alpha: Alpha = None,
+    tolerance: Annotated[
+        float, Param("Per-row score change counted as unchanged.", low=0)
+    ] = SCORE_TOLERANCE,
+    metric_tolerance: Annotated[
+        float, Param("Per-row metric change (fraction) counted as unchanged.", low=0)
+    ] = METRIC_TOLERANCE,
+    score: Annotated[str | None, Param("Order rows by this score's difference.")] = None,
+    limit: Annotated[int, Param("Page size.", low=1, high=10_000)] = 100,
+    offset: Annotated[int, Param("Rows to skip.", low=0, high=2**62)] = 0,
 ) -> dict[str, Any]:
     """The comparison as the API and ``evalhouse compare --json`` give it (keys documented in
-    docs/results-api.md and kept stable). ``thresholds``: the metrics' practical thresholds
-    (default :class:`Thresholds`).
+    docs/results-api.md and kept stable); metrics use the context's practical thresholds.
 
-    >>> body = compare(store, {}, "summaries-v3", "summaries-v2")      # doctest: +SKIP
+    >>> body = compare(Results(store), "summaries-v3", "summaries-v2")   # doctest: +SKIP
     >>> body["scores"]["exact_match"]["verdict"]
     'regressed'
     """
-    if not 0 < alpha < 1:
-        raise InvalidRequest(f"alpha={alpha}: use a significance level between 0 and 1")
-    thresholds = thresholds or Thresholds()
-    cand = resolve(store, candidate)
+    store, aggregates, thresholds = results.store, results.aggregates, results.thresholds
+    alpha = results.significance(alpha)
+    cand = resolve_experiment(store, candidate)
     choice = choose_baseline(store, cand, baseline)
     base = choice.experiment
     key_sql = "input_key" if not key else f"toString({check_expression(store, key, 'key')})"

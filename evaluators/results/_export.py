@@ -16,11 +16,12 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._errors import InvalidRequest
-from evalhouse.evaluators.results._resolve import resolve
+from evalhouse.errors import InvalidRequest
+from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators.results._context import Context
+from evalhouse.evaluators.results._params import ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import clean, iso, json_value, query, rows_sql
 from evalhouse.store import Store
 
@@ -186,23 +187,25 @@ def _dataset(rows: Sequence[Mapping[str, Any]]) -> bytes:
 
 
 def export_rows(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
-    reference: str,
+    results: Context,
+    experiment: ExperimentRef,
     *,
-    fmt: str = "jsonl",
-    fields: Sequence[str] | None = None,
-    where: str | None = None,
+    fmt: Annotated[str, Param("File format.", choices=FORMATS, name="format")] = "jsonl",
+    fields: Annotated[
+        Sequence[str] | None, Param("Columns to include (default: the useful ones).")
+    ] = None,
+    where: Where = None,
 ) -> Export:
     """Every row of an experiment (``where`` narrows them) in format ``fmt``, ordered by start
     time; ``fields`` picks columns of experiment_rows (default: the useful ones).
 
-    >>> export_rows(store, {}, "summaries-v2", fmt="csv").filename   # doctest: +SKIP
+    >>> export_rows(Results(store), "summaries-v2", fmt="csv").filename   # doctest: +SKIP
     'summaries-v2-exp-0001.csv'
     """
     if fmt not in FORMATS:
         raise InvalidRequest(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    experiment = resolve(store, reference)
+    store = results.store
+    run = resolve_experiment(store, experiment)
     chosen = (
         ["row_id", "trial", "input", "expected", "metadata"]
         if fmt == "dataset"
@@ -211,9 +214,9 @@ def export_rows(
     selected = ", ".join(f"`{name}`" for name in chosen)
     rows = query(
         store,
-        f"SELECT {selected} FROM ({rows_sql(store, aggregates, where)}) "
+        f"SELECT {selected} FROM ({rows_sql(store, results.aggregates, where)}) "
         "ORDER BY started_at, row_id, trial, trace_id",
-        {"ids": [experiment.id]},
+        {"ids": [run.id]},
     )
     if fmt == "csv":
         data = _csv(rows, chosen)
@@ -227,5 +230,5 @@ def export_rows(
         ).encode()
     else:
         data = "".join(json.dumps(_record(r), ensure_ascii=False) + "\n" for r in rows).encode()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{experiment.name or 'experiment'}-{experiment.id}")
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{run.name or 'experiment'}-{run.id}")
     return Export(data, _MEDIA[fmt], f"{stem}.{_SUFFIX[fmt]}")

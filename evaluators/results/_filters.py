@@ -13,8 +13,7 @@ parentheses in the ``WHERE`` (or ``SELECT``) of a read-only query over one exper
 
 from __future__ import annotations
 
-from evalhouse.errors import QueryError
-from evalhouse.evaluators.results._errors import InvalidRequest
+from evalhouse.errors import InvalidRequest, QueryError
 from evalhouse.store import Store
 
 __all__ = ["MAX_EXPRESSION", "check_expression"]

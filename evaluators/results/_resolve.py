@@ -1,4 +1,5 @@
-"""Finding experiments: by id or name (a name means its latest run), and the baseline of one.
+"""The baseline of a comparison (which run a reference means is
+:func:`evalhouse.evaluators.resolve_experiment`'s rule).
 
 The baseline a comparison uses when none is pinned is the previous run of the same name (else
 of the same dataset) that has at least one row whose task did not error: a run that failed
@@ -9,43 +10,13 @@ prints.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import NamedTuple
 
-from evalhouse.evaluators.results._errors import ExperimentNotFound, InvalidRequest
-from evalhouse.evaluators.results._sql import query
+from evalhouse.errors import InvalidRequest
+from evalhouse.evaluators._experiments import Experiment, experiment_runs, resolve_experiment
 from evalhouse.store import Store
 
-__all__ = ["BaselineChoice", "Experiment", "choose_baseline", "previous_run", "resolve"]
-
-# One line per experiment, straight from the daemon's table (FINAL drops replaced and deleted
-# rows): cheaper than the `experiments` view, which also joins every score.
-_RUNS = """
-SELECT
-    experiment_id,
-    anyIf(experiment_name, experiment_name != '') AS name,
-    anyIf(dataset_name, dataset_name != '') AS dataset,
-    min(started_at) AS created_at,
-    count() AS rows,
-    countIf(error != '') AS errored
-FROM experiment_row_metrics FINAL
-WHERE {where}
-GROUP BY experiment_id
-"""
-
-
-class Experiment(NamedTuple):
-    id: str
-    name: str
-    dataset: str
-    created_at: datetime
-    rows: int = 0
-    errored: int = 0
-
-    @property
-    def failed_whole(self) -> bool:
-        """Every row's task errored: the run measured nothing."""
-        return self.rows > 0 and self.errored >= self.rows
+__all__ = ["BaselineChoice", "choose_baseline", "previous_run"]
 
 
 class BaselineChoice(NamedTuple):
@@ -57,38 +28,6 @@ class BaselineChoice(NamedTuple):
 
 # Earlier runs looked at for a baseline: the latest one whose rows did not all error wins.
 _EARLIER_RUNS = 20
-
-
-def _runs(store: Store, where: str, parameters: dict[str, str], order: str) -> list[Experiment]:
-    rows = query(store, _RUNS.format(where=where) + order, parameters)
-    return [
-        Experiment(
-            row["experiment_id"],
-            row["name"],
-            row["dataset"],
-            row["created_at"],
-            int(row["rows"]),
-            int(row["errored"]),
-        )
-        for row in rows
-    ]
-
-
-def resolve(store: Store, reference: str) -> Experiment:
-    """The experiment with id ``reference``, else the latest run named ``reference``.
-
-    >>> resolve(store, "summaries-v2").id        # doctest: +SKIP
-    'exp-0001'
-    """
-    found = _runs(
-        store,
-        "experiment_id = {e:String} OR experiment_name = {e:String}",
-        {"e": reference},
-        "ORDER BY experiment_id = {e:String} DESC, created_at DESC, experiment_id DESC LIMIT 1",
-    )
-    if not found:
-        raise ExperimentNotFound(reference)
-    return found[0]
 
 
 def _latest_usable(
@@ -103,7 +42,7 @@ def _latest_usable(
         if before
         else ""
     )
-    found = _runs(
+    found = experiment_runs(
         store,
         f"{column} = {{value:String}} AND experiment_id != {{id:String}}",
         {"value": value, "id": candidate_id},
@@ -151,11 +90,11 @@ def choose_baseline(store: Store, candidate: Experiment, baseline: str | None) -
     name), the previous run of the same name (else dataset) that did not fail whole.
     Raises :class:`InvalidRequest` when there is none.
 
-    >>> choose_baseline(store, resolve(store, "qa"), None).reason      # doctest: +SKIP
+    >>> choose_baseline(store, resolve_experiment(store, "qa"), None).reason  # doctest: +SKIP
     "the previous run of 'qa' (same name)"
     """
     if baseline:
-        found = resolve(store, baseline)
+        found = resolve_experiment(store, baseline)
         if found.id == baseline:
             if found.id == candidate.id:
                 raise InvalidRequest(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._errors import InvalidRequest
-from evalhouse.evaluators.results._resolve import resolve
+from evalhouse.errors import InvalidRequest
+from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators.results._context import Context
+from evalhouse.evaluators.results._params import ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import clean, json_value, query, row_source, rows_sql
-from evalhouse.store import Store
 
 __all__ = ["ROW_FIELDS", "SORTABLE", "row_json", "rows_page"]
 
@@ -110,28 +110,35 @@ def _order(sort: str | None, order: str, parameters: dict[str, Any]) -> str:
 
 
 def rows_page(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
-    reference: str,
+    results: Context,
+    experiment: ExperimentRef,
     *,
-    limit: int = 100,
-    offset: int = 0,
-    sort: str | None = None,
-    order: str = "asc",
-    q: str | None = None,
-    where: str | None = None,
-    errors: str | None = None,
+    limit: Annotated[int, Param("Page size.", low=1, high=10_000)] = 100,
+    offset: Annotated[int, Param("Rows to skip.", low=0, high=2**62)] = 0,
+    sort: Annotated[str | None, Param("A column (task_duration_ms, ...) or score:<name>.")] = None,
+    order: Annotated[str, Param("asc or desc.", choices=("asc", "desc"))] = "asc",
+    q: Annotated[str | None, Param("Text searched in input, expected, output and error.")] = None,
+    where: Where = None,
+    errors: Annotated[
+        str | None,
+        Param(
+            "only: rows with a task error; scorer_errors: rows with a scorer error.",
+            choices=("only", "scorer_errors"),
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """``{"rows": [...], "total": N, "columns": [...]}``: ``limit`` rows from ``offset``.
 
     ``q`` searches input, expected, output and error (case-insensitive); ``where`` is a SQL boolean
     over experiment_rows columns; ``errors`` is ``only`` (task errors) or ``scorer_errors``.
 
-    >>> rows_page(store, {}, "exp-1", sort="score:accuracy", limit=5)["total"]  # doctest: +SKIP
+    >>> rows_page(Results(store), "exp-1", sort="score:accuracy", limit=5)["total"]
+    ... # doctest: +SKIP
     200
     """
-    experiment = resolve(store, reference)
-    parameters: dict[str, Any] = {"ids": [experiment.id], "limit": limit, "offset": offset}
+    store, aggregates = results.store, results.aggregates
+    run = resolve_experiment(store, experiment)
+    parameters: dict[str, Any] = {"ids": [run.id], "limit": limit, "offset": offset}
     conditions = ["1"]
     if q:
         parameters["q"] = q
@@ -159,7 +166,7 @@ def rows_page(
         store,
         f"SELECT arraySort(groupUniqArrayArray(mapKeys(scores))) AS names "
         f"FROM ({row_source(aggregates)})",
-        {"ids": [experiment.id]},
+        {"ids": [run.id]},
     )[0]["names"]
     return {
         "rows": [row_json(row) for row in rows],

@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from evalhouse.config import AggregateScore
+from evalhouse.errors import InvalidRequest
 from evalhouse.evaluators.results._aggregate import aggregate_columns
-from evalhouse.evaluators.results._errors import InvalidRequest
 from evalhouse.evaluators.results._filters import check_expression
 from evalhouse.store import Store
 

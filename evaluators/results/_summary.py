@@ -8,11 +8,13 @@ CLI and a user's own SQL show the same numbers; aggregate scores are added to it
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._errors import InvalidRequest
-from evalhouse.evaluators.results._resolve import resolve
+from evalhouse.errors import InvalidRequest
+from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators.results._context import Context
+from evalhouse.evaluators.results._params import Alpha, ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import (
     METRICS,
     clean,
@@ -111,24 +113,30 @@ def experiment_items(
 
 
 def list_experiments(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
+    results: Context,
     *,
-    name: str | None = None,
-    dataset: str | None = None,
-    metadata: Mapping[str, str] | None = None,
-    usable: bool = False,
-    limit: int = 50,
-    offset: int = 0,
+    name: Annotated[str | None, Param("Experiment name.")] = None,
+    dataset: Annotated[str | None, Param("Dataset name.")] = None,
+    metadata: Annotated[
+        Mapping[str, str] | None,
+        Param("Experiment metadata value to match, e.g. meta.model=gpt-4o.", prefix="meta."),
+    ] = None,
+    usable: Annotated[
+        bool,
+        Param("Only runs that can be a baseline: at least one row whose task did not error."),
+    ] = False,
+    limit: Annotated[int, Param("Page size.", low=1, high=1000)] = 50,
+    offset: Annotated[int, Param("Experiments to skip.", low=0, high=2**62)] = 0,
 ) -> dict[str, Any]:
     """``{"experiments": [...], "total": N}``, newest first; ``metadata`` matches experiment
     metadata values (compared as text: ``{"model": "gpt-4o"}``, ``{"temperature": "0.2"}``);
     ``usable`` keeps the runs that can be a baseline (not every row errored: the rule of
     :func:`~evalhouse.evaluators.results._resolve.choose_baseline`).
 
-    >>> list_experiments(store, {}, name="summaries", limit=10)    # doctest: +SKIP
+    >>> list_experiments(Results(store), name="summaries", limit=10)    # doctest: +SKIP
     {'experiments': [{'experiment_id': ..., 'scores': {'exact_match': 0.8}, ...}], 'total': 3}
     """
+    store, aggregates = results.store, results.aggregates
     where = ["1"]
     parameters: dict[str, Any] = {"limit": limit, "offset": offset}
     if name:
@@ -163,19 +171,19 @@ def list_experiments(
 
 
 def trend(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
+    results: Context,
     *,
-    name: str | None = None,
-    dataset: str | None = None,
-    limit: int = 100,
+    name: Annotated[str | None, Param("Experiment name.")] = None,
+    dataset: Annotated[str | None, Param("Dataset name (instead of name).")] = None,
+    limit: Annotated[int, Param("Latest runs to include.", low=2, high=1000)] = 100,
 ) -> dict[str, Any]:
     """The last ``limit`` runs of an experiment name (or of a dataset), oldest first, and per
     score the change of its mean from the previous run that has it.
 
-    >>> trend(store, {}, name="summaries")["trend"]             # doctest: +SKIP
+    >>> trend(Results(store), name="summaries")["trend"]             # doctest: +SKIP
     {'exact_match': {'change': 0.05, 'direction': 'improving'}}
     """
+    store, aggregates = results.store, results.aggregates
     if bool(name) == bool(dataset):
         raise InvalidRequest("give exactly one of name= (an experiment name) or dataset=")
     column, value = ("experiment_name", name) if name else ("dataset_name", dataset)
@@ -327,13 +335,12 @@ def _empty_figures() -> dict[str, Any]:
 
 
 def summary(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
-    reference: str,
+    results: Context,
+    experiment: ExperimentRef,
     *,
-    group_by: str | None = None,
-    where: str | None = None,
-    alpha: float = 0.05,
+    group_by: Annotated[str | None, Param("dataset, experiment, trial or metadata.<key>.")] = None,
+    where: Where = None,
+    alpha: Alpha = None,
 ) -> dict[str, Any]:
     """Everything about one experiment (id, or name for its latest run): score statistics
     with ``1 - alpha`` intervals across rows (within [0, 1]: Wilson for pass/fail scores, see
@@ -341,14 +348,16 @@ def summary(
     percentiles, cost, span
     accounting and errors; optionally grouped, and over the rows ``where`` selects.
 
-    >>> summary(store, {}, "summaries-v2")["scores"]["exact_match"]     # doctest: +SKIP
+    >>> summary(Results(store), "summaries-v2")["scores"]["exact_match"]  # doctest: +SKIP
     {'mean': 0.8, 'count': 10, 'errors': 0, 'stddev': 0.42, 'ci_low': 0.49, 'ci_high': 0.94,
      'ci_method': 'wilson'}
     """
-    experiment = resolve(store, reference)
-    items = experiment_items(store, aggregates, [experiment.id])
+    store, aggregates = results.store, results.aggregates
+    alpha = results.significance(alpha)
+    run = resolve_experiment(store, experiment)
+    items = experiment_items(store, aggregates, [run.id])
     sql_rows = rows_sql(store, aggregates, where)
-    parameters: dict[str, Any] = {"ids": [experiment.id]}
+    parameters: dict[str, Any] = {"ids": [run.id]}
     figures, scores = _figures(store, sql_rows, parameters, "''", alpha)
     top = figures[0] if figures else _empty_figures()
     rows = int(top["rows"])

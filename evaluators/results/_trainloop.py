@@ -14,13 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._benchmark import PASS_THRESHOLD
-from evalhouse.evaluators.results._resolve import resolve
+from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators.results._context import Context
+from evalhouse.evaluators.results._params import (
+    PASS_THRESHOLD,
+    ExperimentRef,
+    Param,
+    PassThreshold,
+)
 from evalhouse.evaluators.results._sql import clean, iso, json_value, query, rows_sql
-from evalhouse.store import Store
 
 __all__ = [
     "BENCHMARK_FIELDS",
@@ -118,33 +122,34 @@ def _suite_metrics(
 
 
 def trainloop_results(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
-    reference: str,
+    results: Context,
+    experiment: ExperimentRef,
     *,
-    pass_threshold: float = PASS_THRESHOLD,
-    details: bool = True,
+    pass_threshold: PassThreshold = PASS_THRESHOLD,
+    details: Annotated[bool, Param("Include per-row details.")] = True,
 ) -> dict[str, Any]:
     """One experiment as a TrainLoop results file (the error layout when scorers failed).
 
-    >>> trainloop_results(store, {}, "summaries-v2")["summary"]["pass_rate"]  # doctest: +SKIP
+    >>> trainloop_results(Results(store), "summaries-v2")["summary"]["pass_rate"]
+    ... # doctest: +SKIP
     0.9
     """
-    experiment = resolve(store, reference)
-    parameters = {"ids": [experiment.id]}
-    source = rows_sql(store, aggregates)
+    store = results.store
+    run = resolve_experiment(store, experiment)
+    parameters = {"ids": [run.id]}
+    source = rows_sql(store, results.aggregates)
     rows = query(store, _ROWS.format(rows=source), parameters)
     span = query(store, _SPAN.format(rows=source), parameters)[0]
     duration = clean(span["duration"]) or 0.0
     metrics, failures = _suite_metrics(rows, pass_threshold, details)
     scored = [m["score"] for m in metrics.values() if m["score"] is not None]
     overall = sum(scored) / len(scored) if scored else None
-    name = experiment.name or experiment.id
+    name = run.name or run.id
     suite: dict[str, Any] = {
         "events_processed": len(rows),
         "metrics": metrics,
         "overall_score": overall,
-        "tags": [experiment.dataset] if experiment.dataset else [],
+        "tags": [run.dataset] if run.dataset else [],
         "duration": duration,
     }
     passed = sum(m["passed"] for m in metrics.values())
@@ -157,7 +162,7 @@ def trainloop_results(
         "total_evaluated": evaluated,
         "pass_rate": passed / evaluated if evaluated else None,
     }
-    timestamp = iso(experiment.created_at)
+    timestamp = iso(run.created_at)
     if failures:
         metric, trace_id, row_id, message = failures[0]
         suite["status"] = "failed"
@@ -186,8 +191,8 @@ def trainloop_results(
         "suites": {name: suite},
         "summary": summary,
         "configuration": {
-            "experiment_id": experiment.id,
-            "dataset": experiment.dataset or None,
+            "experiment_id": run.id,
+            "dataset": run.dataset or None,
             "pass_threshold": pass_threshold,
         },
     }

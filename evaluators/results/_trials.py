@@ -8,13 +8,12 @@ input's canonical JSON), so trials that carry different row ids still group.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
 
-from evalhouse.config import AggregateScore
-from evalhouse.evaluators.results._resolve import resolve
+from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators.results._context import Context
+from evalhouse.evaluators.results._params import ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import clean, json_value, query, rows_sql
-from evalhouse.store import Store
 
 __all__ = ["FLAKY_TOLERANCE", "trials"]
 
@@ -82,28 +81,28 @@ def _score(item: tuple[Any, ...]) -> dict[str, Any]:
 
 
 def trials(
-    store: Store,
-    aggregates: Mapping[str, AggregateScore],
-    reference: str,
+    results: Context,
+    experiment: ExperimentRef,
     *,
-    where: str | None = None,
-    flaky_only: bool = False,
-    limit: int = 1000,
-    offset: int = 0,
+    where: Where = None,
+    flaky_only: Annotated[bool, Param("Only flaky inputs.", name="flaky")] = False,
+    limit: Annotated[int, Param("Page size.", low=1, high=10_000)] = 1000,
+    offset: Annotated[int, Param("Inputs to skip.", low=0, high=2**62)] = 0,
     tolerance: float = FLAKY_TOLERANCE,
 ) -> dict[str, Any]:
     """``{"inputs": [{row_id, input, trials, scores, flaky}], "total", "flaky"}``, flaky
     inputs first (largest spread first), then by row id.
 
-    >>> trials(store, {}, "exp-1", flaky_only=True)["flaky"]     # doctest: +SKIP
+    >>> trials(Results(store), "exp-1", flaky_only=True)["flaky"]     # doctest: +SKIP
     3
     """
-    experiment = resolve(store, reference)
+    store = results.store
+    run = resolve_experiment(store, experiment)
     rows = query(
         store,
-        _TRIALS.format(rows=rows_sql(store, aggregates, where)),
+        _TRIALS.format(rows=rows_sql(store, results.aggregates, where)),
         {
-            "ids": [experiment.id],
+            "ids": [run.id],
             "tolerance": tolerance,
             "flaky_only": int(flaky_only),
             "limit": limit,

@@ -1,8 +1,10 @@
-"""A small JSON client for the evalhouse HTTP API, for the app side (standard library only).
+"""The one client of the evalhouse HTTP API, for the SDK and the CLI (standard library only).
 
-The SDK reaches datasets and results through this client, never through the store. Base URL:
-argument > ``EVALHOUSE_API_URL`` > ``http://127.0.0.1:8700``; API key: argument >
-``EVALHOUSE_API_KEY`` (sent as ``Authorization: Bearer KEY``).
+The SDK reaches datasets and results through it, never through the store; ``evalhouse``
+commands use it when ``evalhouse serve`` owns the data directory. It lives in the light core
+because both need it and the SDK must not import the server side. Requests that are safe to
+repeat are retried on 502/503/504 and on no answer; an error is one line: the server's
+``{"error": ...}`` message, or what to check.
 
 >>> client = ApiClient("http://127.0.0.1:8700")        # doctest: +SKIP
 >>> client.get("/api/datasets")                          # doctest: +SKIP
@@ -20,16 +22,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from evalhouse.errors import EvalhouseError
-from evalhouse.instrumentation._settings import resolve
 
-__all__ = [
-    "ApiClient",
-    "ApiError",
-    "ApiUnreachable",
-]
+__all__ = ["START_ADVICE", "ApiClient", "ApiError", "ApiUnreachable"]
 
 # Statuses worth another try for requests that are safe to repeat.
 _RETRY_STATUSES = frozenset({502, 503, 504})
+# Said when nothing answers: how to get a server there (the SDK's case; the CLI says its own).
+START_ADVICE = (
+    "start it with 'evalhouse serve', or point EVALHOUSE_API_URL (or api_url=) at the server"
+)
 
 
 class ApiError(EvalhouseError):
@@ -44,28 +45,33 @@ class ApiError(EvalhouseError):
 class ApiUnreachable(EvalhouseError):
     """No answer from the API (server not running, wrong URL, network)."""
 
-    def __init__(self, url: str, reason: str) -> None:
-        super().__init__(
-            f"cannot reach the evalhouse API at {url}: {reason}; start it with "
-            "'evalhouse serve', or point EVALHOUSE_API_URL (or api_url=) at the server"
-        )
+    def __init__(self, url: str, reason: str, advice: str = START_ADVICE) -> None:
+        super().__init__(f"cannot reach the evalhouse API at {url}: {reason}; {advice}")
         self.url = url
         self.reason = reason
 
 
 class ApiClient:
-    """GET and POST JSON against the evalhouse API; errors become :class:`EvalhouseError`.
+    """GET and POST against the evalhouse API; errors become :class:`EvalhouseError`.
+
+    ``unreachable_advice`` ends the message when nothing answers.
 
     >>> ApiClient("http://localhost:8700/", api_key="k").base_url
     'http://localhost:8700'
     """
 
     def __init__(
-        self, base_url: str | None = None, *, api_key: str | None = None, timeout: float = 300.0
+        self,
+        base_url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 300.0,
+        unreachable_advice: str = START_ADVICE,
     ) -> None:
-        self.base_url: str = resolve("api_url", base_url)
-        self.api_key: str | None = resolve("api_key", api_key)
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
         self.timeout = timeout
+        self.unreachable_advice = unreachable_advice
 
     def get(self, path: str, params: Mapping[str, Any] | None = None, *, retries: int = 2) -> Any:
         """GET ``path`` and decode the JSON answer (``None`` params are left out)."""
@@ -85,11 +91,36 @@ class ApiClient:
         body: bytes | None = None,
         retries: int = 0,
     ) -> Any:
-        """One API call: ``json_body`` is encoded, ``body`` is sent as is (already JSON)."""
-        url = self.base_url + path
-        query = {k: v for k, v in (params or {}).items() if v is not None}
-        if query:
-            url += "?" + urllib.parse.urlencode(query)
+        """One API call, its JSON answer decoded: ``json_body`` is encoded, ``body`` is sent as
+        is (already JSON)."""
+        url = self._url(path, params)
+        data = self.request_bytes(
+            method, path, params=params, json_body=json_body, body=body, retries=retries
+        )
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise ApiError(
+                200,
+                f"{url} answered with something that is not JSON ({data[:80]!r}); "
+                "check that the API URL points at evalhouse",
+                url,
+            ) from exc
+
+    def request_bytes(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        body: bytes | None = None,
+        retries: int = 0,
+    ) -> bytes:
+        """Like :meth:`request`, the answer's bytes as they came (a file, SQL output)."""
+        url = self._url(path, params)
         if json_body is not None:
             body = json.dumps(json_body).encode()
         headers = {"Accept": "application/json"}
@@ -107,28 +138,24 @@ class ApiClient:
                 time.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")  # the loop always returns or raises
 
-    def _send(self, request: urllib.request.Request) -> Any:
-        url = request.full_url
+    def _url(self, path: str, params: Mapping[str, Any] | None) -> str:
+        query = {k: v for k, v in (params or {}).items() if v is not None}
+        return self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+    def _send(self, request: urllib.request.Request) -> bytes:
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                data = response.read()
+                data: bytes = response.read()
+                return data
         except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, _error_message(exc), url) from exc
+            raise ApiError(exc.code, _error_message(exc), request.full_url) from exc
         except urllib.error.URLError as exc:
-            raise ApiUnreachable(self.base_url, str(exc.reason)) from exc
+            raise self._unreachable(str(exc.reason)) from exc
         except (TimeoutError, ConnectionError) as exc:
-            raise ApiUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
-        if not data:
-            return None
-        try:
-            return json.loads(data)
-        except ValueError as exc:
-            raise ApiError(
-                200,
-                f"{url} answered with something that is not JSON ({data[:80]!r}); "
-                "check that the API URL points at evalhouse",
-                url,
-            ) from exc
+            raise self._unreachable(str(exc) or type(exc).__name__) from exc
+
+    def _unreachable(self, reason: str) -> ApiUnreachable:
+        return ApiUnreachable(self.base_url, reason, self.unreachable_advice)
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:
