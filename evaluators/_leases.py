@@ -22,11 +22,11 @@ this with racing threads).
 from __future__ import annotations
 
 import math
-import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from evalhouse.clock import Clock, ServerClock
 from evalhouse.store import SHARDS, Store
 
 __all__ = ["LeaseView", "Leases"]
@@ -37,12 +37,13 @@ class LeaseView:
     """The shards a worker owns now, with when each lease ends (server time, ms)."""
 
     now_ms: int
-    taken_at: float  # time.monotonic() when now_ms was read
+    taken_at: float  # the clock's monotonic() when now_ms was read
     owned: Mapping[int, int]
+    clock: Clock
 
     def now(self) -> int:
         """Server time now, advanced by the local monotonic clock since the lease check."""
-        return self.now_ms + int((time.monotonic() - self.taken_at) * 1000)
+        return self.now_ms + int((self.clock.monotonic() - self.taken_at) * 1000)
 
     def time_left_ms(self, shard: int) -> int:
         end = self.owned.get(shard)
@@ -59,10 +60,17 @@ class Leases:
     """
 
     def __init__(
-        self, store: Store, worker: str, *, lease_seconds: float, cluster: bool = False
+        self,
+        store: Store,
+        worker: str,
+        *,
+        lease_seconds: float,
+        cluster: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         self.store = store
         self.worker = worker
+        self.clock = clock or ServerClock(store)
         self.lease_ms = max(1, int(lease_seconds * 1000))
         # Replicas must see the claim that won, not a stale copy.
         self._read_settings = {"select_sequential_consistency": 1} if cluster else None
@@ -72,13 +80,12 @@ class Leases:
         self._preference = [(start + i) % SHARDS for i in range(SHARDS)]
 
     def server_now_ms(self) -> int:
-        value: int = self.store.query("SELECT toUnixTimestamp64Milli(now64(3))")[0][0]
-        return value
+        return self.clock.now_ms()
 
     def refresh(self) -> LeaseView:
         """Heartbeat, claim free shards up to a fair share, renew owned ones; return owned."""
         now = self.server_now_ms()
-        taken_at = time.monotonic()
+        taken_at = self.clock.monotonic()
         self._heartbeat(now)
         target = math.ceil(SHARDS / self._live_workers(now))
         epoch = now // self.lease_ms
@@ -102,7 +109,7 @@ class Leases:
         for shard in mine:
             last = epoch + 1 if claims.get((shard, epoch + 1)) == self.worker else epoch
             owned[shard] = (last + 1) * self.lease_ms
-        return LeaseView(now_ms=now, taken_at=taken_at, owned=owned)
+        return LeaseView(now_ms=now, taken_at=taken_at, owned=owned, clock=self.clock)
 
     def _heartbeat(self, now: int) -> None:
         if now - self._last_heartbeat_ms < self.lease_ms // 4:

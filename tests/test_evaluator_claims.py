@@ -8,10 +8,10 @@ others. These tests race real threads (each with its own client) on the embedded
 from __future__ import annotations
 
 import threading
-import time
 
 from conftest import wait_for
 
+from evalhouse.clock import ManualClock
 from evalhouse.evaluators._leases import Leases
 from evalhouse.store import Store
 from evalhouse.store._evaluator_schema import SHARDS
@@ -87,16 +87,19 @@ def test_workers_split_the_shards_fairly_and_never_share_one(store: Store) -> No
 
 
 def test_a_stopped_workers_shards_are_taken_over_when_its_lease_ends(store: Store) -> None:
+    # One clock for both workers, moved by the test: a 60 s lease runs out without waiting.
+    # It starts at an epoch boundary, so `first` holds the current epoch only.
+    clock = ManualClock(now_ms=29_000_000 * 60_000)
     first, second = (
-        Leases(client, name, lease_seconds=1.0)
+        Leases(client, name, lease_seconds=60, clock=clock)
         for client, name in zip(_clients(store, 2), ("first", "second"), strict=True)
     )
     assert len(first.refresh().owned) == SHARDS
     assert second.refresh().owned == {}
-    # `first` stops renewing. Its lease runs out at the latest one epoch later.
-    started = time.monotonic()
-    wait_for(lambda: len(second.refresh().owned) == SHARDS, timeout=10, interval=0.1)
-    assert time.monotonic() - started <= 2.5
+    clock.advance(59)  # `first` stops renewing; while its lease lasts nobody takes a shard
+    assert second.refresh().owned == {}
+    clock.advance(2)  # its lease has run out
+    assert len(second.refresh().owned) == SHARDS
 
 
 def test_checkpoints_resume_where_the_last_owner_stopped(store: Store) -> None:
