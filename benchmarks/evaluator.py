@@ -188,7 +188,7 @@ def judge(dsn: str, data_dir: Path, rows: int) -> dict[str, Any]:
             raise BenchmarkError(f"only {stored.scores} of {rows} scores stored in 600 s")
         time.sleep(0.05)
     evaluator.stop()
-    got = store.query("SELECT count() FROM scores FINAL WHERE source = 'evaluator'")[0][0]
+    got = store.query("SELECT count() FROM scores FINAL WHERE source = 'experiment'")[0][0]
     if got != rows or len(_calls) != rows:
         raise BenchmarkError(f"{got} scores stored, {len(_calls)} judge calls, for {rows} rows")
     judging = stored.last - _calls[0]

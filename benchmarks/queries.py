@@ -149,7 +149,7 @@ def seed(
                     score,
                     value,
                     "judge timed out" if failed else "",
-                    "evaluator",
+                    "experiment",
                     started,
                     score,
                 )

@@ -6,6 +6,7 @@ evalhouse`` stays light and never loads the server side.
 >>> import evalhouse
 >>> evalhouse.init()  # doctest: +SKIP
 >>> result = evalhouse.run_experiment("capitals", data, task, scorers=[exact])  # doctest: +SKIP
+>>> evalhouse.feedback("thumbs", value=1, trace_id=answer.trace_id)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ if TYPE_CHECKING:
     from evalhouse.instrumentation import (
         Dataset,
         ExperimentResult,
+        current_trace_id,
         dataset,
+        feedback,
         init,
         run_experiment,
         run_experiment_async,
@@ -34,7 +37,9 @@ __all__ = [
     "ExperimentResult",
     "Score",
     "__version__",
+    "current_trace_id",
     "dataset",
+    "feedback",
     "init",
     "run_experiment",
     "run_experiment_async",
@@ -48,7 +53,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "Dataset": "evalhouse.instrumentation",
     "ExperimentResult": "evalhouse.instrumentation",
+    "current_trace_id": "evalhouse.instrumentation",
     "dataset": "evalhouse.instrumentation",
+    "feedback": "evalhouse.instrumentation",
     "Score": "evalhouse.scoring",
     "init": "evalhouse.instrumentation",
     "run_experiment": "evalhouse.instrumentation",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping
 
-__all__ = ["UNAUTHENTICATED_MESSAGE", "ApiKeys"]
+__all__ = ["UNAUTHENTICATED_MESSAGE", "ApiKeys", "carries_key"]
 
 
 class ApiKeys:
@@ -27,17 +27,31 @@ class ApiKeys:
         """True when keys are off, or the headers carry one of them (constant-time compare)."""
         if not self._keys:
             return True
-        offered = []
-        authorization = headers.get("authorization", "")
-        if authorization[:7].lower() == "bearer ":
-            offered.append(authorization[7:].strip())
-        if headers.get("x-api-key"):
-            offered.append(headers["x-api-key"].strip())
+        offered = _offered(headers)
         found = False
         for candidate in offered:
             for key in self._keys:
                 found |= hmac.compare_digest(candidate.encode(), key)
         return found
+
+
+def _offered(headers: Mapping[str, str]) -> list[str]:
+    offered = []
+    authorization = headers.get("authorization", "")
+    if authorization[:7].lower() == "bearer ":
+        offered.append(authorization[7:].strip())
+    if headers.get("x-api-key"):
+        offered.append(headers["x-api-key"].strip())
+    return [key for key in offered if key]
+
+
+def carries_key(headers: Mapping[str, str]) -> bool:
+    """Whether a request offers an API key (a program's request; feedback from it is ``api``).
+
+    >>> carries_key({"x-api-key": "k"}), carries_key({})
+    (True, False)
+    """
+    return bool(_offered(headers))
 
 
 UNAUTHENTICATED_MESSAGE = (

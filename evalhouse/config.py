@@ -29,7 +29,7 @@ from evalhouse.errors import ConfigError
 if TYPE_CHECKING:
     from evalhouse.store import ReadonlyLimits
 
-__all__ = ["AggregateScore", "Settings", "load_settings"]
+__all__ = ["AggregateScore", "RuleSpec", "Settings", "load_settings"]
 
 CONFIG_FILE_ENV = "EVALHOUSE_CONFIG"
 
@@ -60,6 +60,74 @@ class AggregateScore(BaseModel):
         if any(weight < 0 for weight in value.values()) or sum(value.values()) <= 0:
             raise ValueError("weights must be >= 0 with a positive sum")
         return value
+
+
+class RuleSpec(BaseModel):
+    """An online evaluation rule: which production targets to score, how often, with what.
+
+    The same fields in ``POST /api/rules``, ``evalhouse rules add`` and ``[[rules]]`` tables
+    of evalhouse.toml (``docs/online.md``). A rule with no ``delay_s`` takes
+    ``rules_delay_seconds`` when it is saved.
+
+    >>> RuleSpec(name="support-quality", filter="tag:support", scorers=["llm_judge"]).sample
+    1.0
+    """
+
+    model_config = {"extra": "forbid"}
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$",
+        description="Unique name: letters, digits and _ . : - (at most 100).",
+    )
+    scope: Literal["span", "trace", "session"] = Field(
+        "trace",
+        description="What one score is about: a span (model calls unless `where` says "
+        "otherwise), a trace, or a session.",
+    )
+    filter: str = Field(
+        "",
+        max_length=4000,
+        description="The explorer's filter language over the trace (tag:support model:gpt-4o "
+        "-status:error ...); for a span, over the span's trace; for a session, any trace.",
+    )
+    where: str = Field(
+        "",
+        max_length=4000,
+        description="SQL boolean over the scope's columns: the traces view (trace, session) "
+        "or otel_traces (span); checked like the explorer's where.",
+    )
+    sample: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Fraction of matched targets scored, chosen by a hash of the rule name and "
+        "the target: a re-run picks the same ones.",
+    )
+    scorers: list[str | dict[str, Any]] = Field(
+        min_length=1,
+        description="Scorers by any name the registry resolves (exact_match, llm_judge:"
+        "helpfulness, module:function, autoevals:Name), or {name = ..., options = {...}}.",
+    )
+    mapping: dict[str, str] = Field(
+        default_factory=dict,
+        description="Where input, output, expected and metadata come from: an attribute name, "
+        "or root, span, messages, none. Default: the root's value or the model calls' "
+        "messages (trace), the span's (span), the turns (session).",
+    )
+    budget_usd_per_day: float | None = Field(
+        None,
+        gt=0,
+        description="Most the rule's LLM judges may spend per UTC day; targets over it are "
+        "skipped (counted in the rule's status).",
+    )
+    delay_s: float | None = Field(
+        None,
+        ge=0,
+        le=86_400,
+        description="Quiet period: a trace is scored once its root span ended and no span "
+        "arrived for this long (a session: no span for this long).",
+    )
+    enabled: bool = Field(True, description="A disabled rule scores nothing; scores stay.")
 
 
 class Settings(BaseSettings):
@@ -162,6 +230,25 @@ class Settings(BaseSettings):
         ge=0,
         description="A trace becomes an experiment row once none of its spans was stored for "
         "this long; spans arriving later recompute the row.",
+    )
+    explorer_quiet_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="A trace is summarized for the traces explorer once none of its spans was "
+        "stored for this long (it shows in GET /api/traces a poll later); late spans "
+        "summarize it again.",
+    )
+    rules_delay_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Default quiet period of an online rule (its delay_s): a trace is scored "
+        "once its root span ended and no span of it was stored for this long.",
+    )
+    rules: list[RuleSpec] = Field(
+        default_factory=list,
+        description="Online evaluation rules, as [[rules]] tables in evalhouse.toml (the "
+        "fields of POST /api/rules); saved when serve or the evaluator starts, a change "
+        "making a new version. Env: JSON list.",
     )
     evaluator_poll_seconds: float = Field(
         1.0, gt=0, description="Seconds between the evaluator's looks for new or changed traces."

@@ -11,6 +11,7 @@ __all__ = [
     "DATASET_VERSION",
     "EVALUATION_EVENT",
     "EVALUATION_EXPLANATION",
+    "EVALUATION_LABEL",
     "EVALUATION_NAME",
     "EVALUATION_SCORE",
     "EXPECTED",
@@ -28,6 +29,7 @@ __all__ = [
     "SCORE_NAME",
     "SCORE_VALUE",
     "SPAN_PURPOSE",
+    "TAGS",
     "TRIAL",
 ]
 
@@ -48,6 +50,8 @@ EXPECTED = "evalhouse.expected"
 OUTPUT = "evalhouse.output"
 METADATA = "evalhouse.metadata"
 SCORERS = "evalhouse.scorers"
+# Tags of a trace (any span): a string array, or a comma-separated string.
+TAGS = "evalhouse.tags"
 
 SCORE_NAME = "evalhouse.score.name"
 SCORE_VALUE = "evalhouse.score.value"
@@ -61,3 +65,4 @@ EVALUATION_EVENT = "gen_ai.evaluation.result"
 EVALUATION_NAME = "gen_ai.evaluation.name"
 EVALUATION_SCORE = "gen_ai.evaluation.score.value"
 EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+EVALUATION_LABEL = "gen_ai.evaluation.score.label"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "Conflict",
     "DataDirLocked",
     "EvalhouseError",
     "ExperimentAmbiguous",
@@ -65,6 +66,10 @@ class QueryError(EvalhouseError):
 
 class InvalidRequest(EvalhouseError):
     """A parameter or body the caller can fix: a filter, a key, a sort column, a format."""
+
+
+class Conflict(EvalhouseError):
+    """The request clashes with what exists (a rule or queue name already taken)."""
 
 
 class NotFound(EvalhouseError):

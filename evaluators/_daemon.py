@@ -13,9 +13,11 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from evalhouse.config import Settings
-from evalhouse.errors import ConfigError, StoreUnavailable
+from evalhouse.errors import ConfigError, QueryError, StoreUnavailable
+from evalhouse.evaluators._rules import read_rules, sync_rules
 from evalhouse.evaluators._scoring import Resolver, ScorerPool
 from evalhouse.evaluators._worker import Counters, EvaluatorConfig, Observer, Worker, pause
 from evalhouse.store import Store, migrate
@@ -44,6 +46,7 @@ def config_from(settings: Settings) -> EvaluatorConfig:
         scorer_concurrency=settings.evaluator_scorer_concurrency,
         scorers=dict(settings.evaluator_scorers),
         cluster=bool(settings.cluster),
+        summary_quiet_ms=int(settings.explorer_quiet_seconds * 1000),
     )
 
 
@@ -67,8 +70,11 @@ class Evaluator:
         resolve: Resolver | None = None,
         worker_id: str | None = None,
         prepare: bool = False,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
+        # True while the collector of this process has spans to write: summaries wait.
+        self._busy = busy
         self.config = config_from(settings)
         base = store or Store(settings.dsn, cluster=settings.cluster)
         self.counters = Counters()
@@ -103,6 +109,7 @@ class Evaluator:
                     resolve=self._resolve,
                 ),
                 observer=self.observer,
+                busy=self._busy,
             )
             for store, worker_id in zip(self._stores, self.worker_ids, strict=True)
         ]
@@ -133,6 +140,7 @@ class Evaluator:
         self._started.set()
         if self._prepare and not await self._prepared():
             return
+        await asyncio.to_thread(self._sync_rules)
         workers = self._workers()
         reporter = asyncio.create_task(self._report())
         try:
@@ -156,6 +164,22 @@ class Evaluator:
             await pause(self._stop, delay)
             delay = min(30.0, delay * 2)
         return False
+
+    def _sync_rules(self) -> None:
+        """Save the configuration's ``[[rules]]`` (a changed one as a new version)."""
+        if not self.settings.rules and not self._config_rules_stored():
+            return
+        try:
+            sync_rules(self._base, self.settings)
+        except StoreUnavailable as exc:
+            logger.warning("evaluator: the configuration's rules are not saved yet: %s", exc)
+
+    def _config_rules_stored(self) -> bool:
+        # Rules the configuration made earlier are disabled when it no longer has them.
+        try:
+            return any(r.origin == "config" and r.enabled for r in read_rules(self._base))
+        except (StoreUnavailable, QueryError):  # not migrated yet: nothing stored either
+            return False
 
     async def _report(self) -> None:
         last = (0, 0)
@@ -189,6 +213,7 @@ class Evaluator:
         """Work in the calling thread until nothing is left to compute or score."""
         if self._prepare:
             migrate(self._base, cluster=self.settings.cluster)
+        self._sync_rules()
 
         async def main() -> None:
             self._install_executor(asyncio.get_running_loop())

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from evalhouse.evaluators._cost import Usage, row_cost, span_cost
+from evalhouse.evaluators._cost import SpanCost, Usage, row_cost, span_cost
 from evalhouse.evaluators._traces import Span
 
-__all__ = ["CallTotals", "time_to_first_token_ms", "totals"]
+__all__ = ["CallTotals", "call_costs", "time_to_first_token_ms", "totals"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -40,27 +40,32 @@ class CallTotals:
         return self.input_tokens + self.output_tokens
 
 
-def totals(calls: Sequence[Span]) -> CallTotals:
-    """Sum usage, duration and cost over leaf model calls (already free of double counts)."""
-    costs = []
-    for span in calls:
-        usage = Usage(
-            input_tokens=span.input_tokens,
-            output_tokens=span.output_tokens,
-            cache_read_tokens=span.cache_read_tokens,
-            cache_write_tokens=span.cache_write_tokens,
-            reasoning_tokens=span.reasoning_tokens,
+def call_costs(calls: Sequence[Span]) -> list[SpanCost]:
+    """The cost of each model call: provided, else inferred at the call's start time."""
+    return [
+        span_cost(
+            provider=span.provider,
+            request_model=span.request_model,
+            response_model=span.response_model,
+            usage=Usage(
+                input_tokens=span.input_tokens,
+                output_tokens=span.output_tokens,
+                cache_read_tokens=span.cache_read_tokens,
+                cache_write_tokens=span.cache_write_tokens,
+                reasoning_tokens=span.reasoning_tokens,
+            ),
+            provided_usd=span.provided_cost_usd,
+            at=datetime.fromtimestamp(span.start_ns / 1e9, UTC),
         )
-        costs.append(
-            span_cost(
-                provider=span.provider,
-                request_model=span.request_model,
-                response_model=span.response_model,
-                usage=usage,
-                provided_usd=span.provided_cost_usd,
-                at=datetime.fromtimestamp(span.start_ns / 1e9, UTC),
-            )
-        )
+        for span in calls
+    ]
+
+
+def totals(calls: Sequence[Span], costs: Sequence[SpanCost] | None = None) -> CallTotals:
+    """Sum usage, duration and cost over leaf model calls (already free of double counts);
+    ``costs`` are the calls' :func:`call_costs` when the caller has them already."""
+    if costs is None:
+        costs = call_costs(calls)
     cost = row_cost(costs)
     return CallTotals(
         calls=len(calls),

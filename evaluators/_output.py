@@ -6,9 +6,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from evalhouse.evaluators._rows import ROW_COLUMNS, SCORE_COLUMNS, ComputedRow, Row
+from evalhouse.evaluators._rows import ROW_COLUMNS, ComputedRow, Row
 from evalhouse.evaluators._scoring import SPAN_COLUMNS, Outcome, ScoringItem
-from evalhouse.store import Store
+from evalhouse.store import SCORE_COLUMNS, Store
 
 __all__ = ["load_items", "write_outcomes", "write_rows"]
 

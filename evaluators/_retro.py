@@ -83,7 +83,7 @@ def score_experiment(
     done: set[tuple[str, str]] = set()
     if traces and not rescore:
         rows = store.query(
-            "SELECT DISTINCT trace_id, scorer FROM scores WHERE source = 'evaluator' "
+            "SELECT DISTINCT trace_id, scorer FROM scores WHERE source = 'experiment' "
             "AND experiment_id = {e:String} AND scorer IN {s:Array(String)}",
             {"e": experiment_id, "s": ids},
         )

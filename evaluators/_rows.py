@@ -5,7 +5,7 @@ span and on the other dialects' input/output attributes (Braintrust, OpenInferen
 OpenLLMetry, Langfuse), by the rule of :mod:`._values` that the trace page shares. Metrics
 are computed on the task part only; the same metrics over the scorer parts are the judge
 metrics. Scores found on scorer spans and in
-``gen_ai.evaluation.result`` events are returned as ``scores`` rows with source ``span``.
+``gen_ai.evaluation.result`` events are returned as ``scores`` rows with source ``otlp``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from evalhouse.evaluators._traces import Candidate, Span
 from evalhouse.evaluators._tree import Partition, TraceTree
 from evalhouse.evaluators._values import EXPECTED, INPUT, METADATA, OUTPUT, value_json
 
-__all__ = ["ROW_COLUMNS", "SCORE_COLUMNS", "ComputedRow", "Row", "compute_row"]
+__all__ = ["ROW_COLUMNS", "ComputedRow", "Row", "compute_row"]
 
 
 @dataclass(slots=True)
@@ -93,21 +93,6 @@ class Row:
 
 
 ROW_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Row))
-SCORE_COLUMNS: tuple[str, ...] = (
-    "experiment_id",
-    "trace_id",
-    "row_id",
-    "trial",
-    "name",
-    "value",
-    "error",
-    "explanation",
-    "source",
-    "created_at",
-    "scorer",
-    "metadata",
-    "span_id",
-)
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any
 from evalhouse import __version__, contract
 from evalhouse.evaluators._scorer_refs import ScorerRef
 from evalhouse.scoring import Score, run_scorer, scorer_name
-from evalhouse.store import EVALUATOR_SCOPE
+from evalhouse.store import EVALUATOR_SCOPE, ScoreRecord
 
 __all__ = ["SPAN_COLUMNS", "Outcome", "ScorerPool", "ScoringItem"]
 
@@ -83,28 +83,29 @@ class Outcome:
     ended_ns: int
 
     def score_rows(self, span_id: str) -> list[tuple[Any, ...]]:
-        """Rows for the ``scores`` table (source ``evaluator``)."""
+        """Rows for the ``scores`` table (source ``experiment``; ``span_id`` is the scorer
+        span that traces the run)."""
         item = self.item
         created = self.ended_ns // 1_000_000
 
         def row(
             name: str, value: float | None, error: str, explanation: str, meta: str
         ) -> tuple[Any, ...]:
-            return (
-                item.experiment_id,
-                item.trace_id,
-                item.row_id,
-                item.trial,
-                name,
-                value,
-                error,
-                explanation,
-                "evaluator",
-                created,
-                item.scorer_id,
-                meta,
-                span_id,
-            )
+            return ScoreRecord(
+                experiment_id=item.experiment_id,
+                trace_id=item.trace_id,
+                row_id=item.row_id,
+                trial=item.trial,
+                name=name,
+                value=value,
+                error=error,
+                explanation=explanation,
+                source="experiment",
+                created_at=created,
+                scorer=item.scorer_id,
+                metadata=meta,
+                scorer_span_id=span_id,
+            ).values()
 
         if self.error:
             return [row(self.name, None, self.error, "", "")]

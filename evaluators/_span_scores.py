@@ -1,9 +1,10 @@
-"""Scores that spans reported themselves, read into ``scores`` rows with source ``span``.
+"""Scores that spans reported themselves, read into ``scores`` rows with source ``otlp``.
 
 Read from scorer spans (``evalhouse.score.*``; Braintrust ``braintrust.scores``), from
 ``gen_ai.evaluation.result`` events on any span of the row, and, for a failed scorer span that
 reported no score, its error. The daemon's own scorer spans are skipped: their results are in
-``scores`` already, with source ``evaluator``.
+``scores`` already, with source ``experiment``. A scorer span's score is a score of the row
+(its span is kept as ``scorer_span_id``); an event's is a score of the span it is on.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from evalhouse import contract
 from evalhouse.evaluators._traces import Span
 from evalhouse.evaluators._tree import Partition
+from evalhouse.store import ScoreRecord
 
 if TYPE_CHECKING:
     from evalhouse.evaluators._rows import Row
@@ -22,34 +24,43 @@ __all__ = ["span_scores"]
 
 
 def span_scores(row: Row, part: Partition) -> list[tuple[Any, ...]]:
-    """``scores`` rows (source ``span``) for the scores the row's spans reported."""
+    """``scores`` rows (source ``otlp``) for the scores the row's spans reported."""
     scores: list[tuple[Any, ...]] = []
 
     def add(
-        span: Span, name: str, value: float | None, error: str, explanation: str, meta: str
+        span: Span,
+        name: str,
+        value: float | None,
+        error: str,
+        explanation: str,
+        meta: str,
+        *,
+        label: str = "",
+        on_span: bool = False,
     ) -> None:
         scores.append(
-            (
-                row.experiment_id,
-                row.trace_id,
-                row.row_id,
-                row.trial,
-                name,
-                value,
-                error,
-                explanation,
-                "span",
-                span.end_ns // 1_000_000,
-                "",
-                meta,
-                span.span_id,
-            )
+            ScoreRecord(
+                experiment_id=row.experiment_id,
+                trace_id=row.trace_id,
+                row_id=row.row_id,
+                trial=row.trial,
+                name=name,
+                value=value,
+                label=label,
+                error=error,
+                explanation=explanation,
+                source="otlp",
+                created_at=span.end_ns // 1_000_000,
+                metadata=meta,
+                target_span_id=span.span_id if on_span else "",
+                scorer_span_id="" if on_span else span.span_id,
+            ).values()
         )
 
     scored_spans: set[str] = set()
     for span in part.scorer:
         if span.by_evaluator:
-            continue  # the daemon's own runs are in `scores` already (source 'evaluator')
+            continue  # the daemon's own runs are in `scores` already (source 'experiment')
         attributes = span.attributes
         name = attributes.get(contract.SCORE_NAME)
         if name:
@@ -79,7 +90,7 @@ def span_scores(row: Row, part: Partition) -> list[tuple[Any, ...]]:
             if not name:
                 continue
             value, problem = _score_value(event.get(contract.EVALUATION_SCORE))
-            label = event.get("gen_ai.evaluation.score.label", "")
+            label = event.get(contract.EVALUATION_LABEL, "")
             add(
                 span,
                 name,
@@ -87,6 +98,8 @@ def span_scores(row: Row, part: Partition) -> list[tuple[Any, ...]]:
                 problem if value is None and not label else "",
                 event.get(contract.EVALUATION_EXPLANATION, "") or label,
                 json.dumps({"label": label}) if label else "",
+                label=label,
+                on_span=True,
             )
             scored_spans.add(span.span_id)
     for span in part.scorer_spans:

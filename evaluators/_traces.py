@@ -205,7 +205,7 @@ LEFT JOIN (
 LEFT JOIN (
     SELECT trace_id, groupUniqArray(scorer) AS done
     FROM scores
-    WHERE source = 'evaluator' AND trace_id IN changed
+    WHERE source = 'experiment' AND trace_id IN changed
     GROUP BY trace_id
 ) AS d ON d.trace_id = t.trace_id
 ORDER BY t.watermark_ms, t.trace_id

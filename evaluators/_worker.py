@@ -20,15 +20,17 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from evalhouse.errors import StoreUnavailable
 from evalhouse.evaluators._leases import Leases, LeaseView
+from evalhouse.evaluators._online import RuleRunner
 from evalhouse.evaluators._output import item_from_row, load_items, write_outcomes, write_rows
 from evalhouse.evaluators._rows import ComputedRow, Row, compute_row, failed_row
 from evalhouse.evaluators._scoring import Outcome, ScorerPool, ScoringItem
+from evalhouse.evaluators._summaries import Summarizer
 from evalhouse.evaluators._traces import Candidate, fetch_spans, find_candidates
 from evalhouse.store import Store
 
@@ -57,6 +59,8 @@ class EvaluatorConfig:
     scorer_concurrency: int
     scorers: Mapping[str, Sequence[str | Mapping[str, Any]]]
     cluster: bool = False
+    # Production traces are summarized for the explorer this long after their last span.
+    summary_quiet_ms: int = 2_000
 
     @property
     def max_in_flight(self) -> int:
@@ -102,10 +106,18 @@ class CycleStats:
     computed: int
     started: int  # scorer runs started
     queued: int  # scorer runs waiting for a slot
+    summarized: int = 0  # trace summaries written (the explorer's rows)
+    ruled: int = 0  # online rules: targets decided and scorer runs started
 
     @property
     def idle(self) -> bool:
-        return self.computed == 0 and self.started == 0 and self.queued == 0
+        return (
+            self.computed == 0
+            and self.started == 0
+            and self.queued == 0
+            and self.summarized == 0
+            and self.ruled == 0
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,7 @@ class Worker:
         *,
         pool: ScorerPool,
         observer: Observer,
+        busy: Callable[[], bool] | None = None,
     ) -> None:
         self.store = store
         self.config = config
@@ -142,9 +155,14 @@ class Worker:
         self.leases = Leases(
             store, worker_id, lease_seconds=config.lease_seconds, cluster=config.cluster
         )
+        self.summarizer = Summarizer(
+            store, quiet_ms=config.summary_quiet_ms, worker=worker_id, busy=busy
+        )
         lease_ms = int(config.lease_seconds * 1000)
         self._compute_margin_ms = min(10_000, lease_ms // 4)
         self._score_margin_ms = int(config.scorer_timeout * 1000) + min(5_000, lease_ms // 10)
+        # Online rules score production traffic in the same shards (evaluators/_online.py).
+        self.rules = RuleRunner(store, worker_id, pool, score_margin_ms=self._score_margin_ms)
         self._cursor: dict[int, int] = {}  # shard -> scanned up to (ms), ahead of checkpoint
         self._stored: dict[int, int] = {}  # shard -> checkpoint as stored
         self._margin_scanned = 0.0
@@ -186,13 +204,19 @@ class Worker:
         self._flushed = {key: at for key, at in self._flushed.items() if at >= started}
         begun = await self._start(view)
         await self._checkpoint(shards, horizon)
-        return CycleStats(len(shards), len(candidates), len(computed), begun, len(self._queue))
+        summarized = await asyncio.to_thread(self.summarizer.run, shards, view.now())
+        summarized += int(self.summarizer.behind)  # a backlog left: not idle
+        ruled = await self.rules.cycle(view, shards)
+        return CycleStats(
+            len(shards), len(candidates), len(computed), begun, len(self._queue), summarized, ruled
+        )
 
     def _forget_other_shards(self, shards: set[int]) -> None:
         """A shard no longer owned is someone else's: drop its cursor and queued runs."""
         for shard in [s for s in self._cursor if s not in shards]:
             del self._cursor[shard]
             self._stored.pop(shard, None)
+        self.summarizer.forget(shards)
         self._queue = {k: o for k, o in self._queue.items() if o.shard in shards}
 
     async def _compute(self, stale: list[Candidate]) -> dict[str, ComputedRow]:
@@ -311,6 +335,7 @@ class Worker:
 
     async def flush(self) -> None:
         """Store finished scorer results; only then are they no longer "in flight"."""
+        await self.rules.flush()
         async with self._flush_lock:
             if not self._results:
                 return
@@ -332,7 +357,7 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        return bool(self._in_flight or self._results or self._queue)
+        return bool(self._in_flight or self._results or self._queue or self.rules.busy)
 
     async def _flush_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -381,7 +406,7 @@ class Worker:
                 elif until_idle:
                     if stats.idle and not self.busy:
                         return
-                    if stats.computed == 0 and stats.started == 0:
+                    if stats.computed == 0 and stats.started == 0 and stats.summarized == 0:
                         await pause(stop, min(delay, 0.2))
                 else:
                     await pause(stop, delay)
@@ -402,4 +427,5 @@ class Worker:
             logger.warning("evaluator %s: results not stored at shutdown: %s", self.id, exc)
         self._in_flight.clear()
         self._queue.clear()
+        await self.rules.close()
         await self.pool.aclose()

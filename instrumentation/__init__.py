@@ -19,6 +19,7 @@ from evalhouse.instrumentation._datasets import (
     dataset,
     list_datasets,
 )
+from evalhouse.instrumentation._feedback import current_trace_id, feedback
 from evalhouse.instrumentation._results import (
     BaselineComparison,
     ExperimentResult,
@@ -50,7 +51,9 @@ __all__ = [
     "TaggedSpan",
     "Tracing",
     "collecting",
+    "current_trace_id",
     "dataset",
+    "feedback",
     "force_flush",
     "init",
     "list_datasets",

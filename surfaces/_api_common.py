@@ -9,9 +9,10 @@ new, answers the same error the same way, as ``{"error": "<what went wrong, what
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -19,6 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from evalhouse.auth import UNAUTHENTICATED_MESSAGE, ApiKeys
 from evalhouse.dataset_rows import DatasetError
 from evalhouse.errors import (
+    Conflict,
     EvalhouseError,
     ExperimentAmbiguous,
     InvalidRequest,
@@ -36,6 +38,7 @@ __all__ = [
     "RequireApiKey",
     "error",
     "exception_handlers",
+    "threaded",
 ]
 
 # Reachable without a key, so load balancers and probes can check liveness.
@@ -55,6 +58,7 @@ STATUSES: Mapping[type[EvalhouseError], int] = {
     QueryError: 400,  # ClickHouse refused the caller's SQL (QueryRefused: our checks did)
     NotFound: 404,  # no such experiment, dataset or version
     ExperimentAmbiguous: 409,  # a name several runs share, where one run is needed
+    Conflict: 409,  # a rule or queue name already taken
     BodyTooLarge: 413,
     StoreUnavailable: 503,  # ClickHouse unreachable
     SessionsBusy: 503,  # every read-only session busy: retry after RETRY_AFTER_SECONDS
@@ -100,3 +104,16 @@ class RequireApiKey:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def threaded(
+    work: Callable[[Request, bytes], Any], status: int = 200
+) -> Callable[[Request], Awaitable[Response]]:
+    """An endpoint that runs ``work(request, body)`` (store calls block) in the thread pool
+    and answers its JSON with ``status``; errors go to the exception handlers."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body() if request.method in ("POST", "PUT") else b""
+        return JSONResponse(await run_in_threadpool(work, request, body), status)
+
+    return endpoint

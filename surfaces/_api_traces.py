@@ -1,7 +1,9 @@
 """``GET /api/traces/{trace_id}``: every span of one trace, for the web UI's trace page.
 
-The trace is read by :func:`evalhouse.evaluators.read_trace` (spans, costs, messages, values,
-which model calls count: the rules the experiment rows use); this route checks the id and
+The trace is read by :func:`evalhouse.explorer.trace_detail`: the tree of
+:func:`evalhouse.evaluators.read_trace` (spans, costs, messages, values, which model calls
+count: the rules the experiment rows use), the trace's row and each model call's chat. This
+route checks the id and
 maps the answer (errors become statuses in ``_api_common.py``).
 """
 
@@ -13,8 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from evalhouse.config import Settings
-from evalhouse.errors import InvalidRequest, NotFound
-from evalhouse.evaluators import normalise_trace_id, read_trace
+from evalhouse.errors import InvalidRequest
+from evalhouse.evaluators import normalise_trace_id
+from evalhouse.explorer import trace_detail
 from evalhouse.store import Store
 
 __all__ = ["routes"]
@@ -29,12 +32,6 @@ def routes(store: Store, settings: Settings) -> list[Route]:
                 f"{raw!r} is not a trace id: expected hex digits "
                 "(32 of them, as in the experiment rows' trace_id)"
             )
-        found = await run_in_threadpool(read_trace, store, trace_id)
-        if found is None:
-            raise NotFound(
-                f"no span of trace {trace_id} is stored; check the id, and that the app sends "
-                "its spans to this evalhouse (recent spans can take a moment to arrive)"
-            )
-        return JSONResponse(found)
+        return JSONResponse(await run_in_threadpool(trace_detail, store, trace_id))
 
     return [Route("/api/traces/{trace_id}", trace, methods=["GET"])]

@@ -72,6 +72,30 @@ def register(commands: Commands) -> None:
     push.add_argument("--description", help="what this version is")
     push.set_defaults(run=_push)
 
+    traces = actions.add_parser(
+        "from-traces",
+        help="a new version made of production traces (input, and output as expected)",
+        description="Add production traces as rows of a new version: each trace's input as "
+        "input and its output as expected (metadata: source_trace_id). Choose them with the "
+        "explorer's filter language and a window, or name them with --trace.",
+    )
+    store_flags(traces)
+    traces.add_argument("name", help="dataset name (created on first use)")
+    traces.add_argument("--filter", help="e.g. 'tag:support -status:error'")
+    traces.add_argument("--where", help="SQL boolean over the trace columns")
+    traces.add_argument("--since", help="ISO time or relative: 1h, 7d (default 7d)")
+    traces.add_argument("--until", help="ISO time or relative (default now)")
+    traces.add_argument("--limit", type=int, help="at most this many traces (default 100)")
+    traces.add_argument("--trace", action="append", help="a trace id (repeat for several)")
+    traces.add_argument(
+        "--map",
+        action="append",
+        metavar="FIELD=SOURCE",
+        help="input/expected/metadata from an attribute, or root, messages, none",
+    )
+    traces.add_argument("--description", help="what this version is")
+    traces.set_defaults(run=_from_traces)
+
 
 class _Backend(Protocol):
     """The API's JSON bodies, from the running server or straight from the store."""
@@ -237,6 +261,33 @@ def _push(args: argparse.Namespace) -> int:
         f"dataset {pushed.name} version {pushed.version}: {pushed.changed} rows pushed, "
         f"{pushed.rows} rows in all"
     )
+    return 0
+
+
+def _from_traces(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {}
+    for key in ("filter", "where", "since", "until", "limit", "description"):
+        value = getattr(args, key)
+        if value is not None:
+            body[key] = value
+    if args.trace:
+        body["trace_ids"] = args.trace
+    if args.map:
+        body["mapping"] = dict(item.partition("=")[::2] for item in args.map)
+    settings = settings_from(args)
+    with served_or_store(settings, create=True) as target:
+        if isinstance(target, ApiClient):
+            made = target.post(f"{_path(args.name)}/from-traces", body)
+        else:
+            from evalhouse.online import dataset_from_traces
+
+            made = dataset_from_traces(target, args.name, body)
+    print(
+        f"dataset {made['name']} version {made['version']}: {made['changed']} traces added, "
+        f"{made['rows']} rows in all"
+    )
+    for skipped in made["skipped"]:
+        print(f"  left out {skipped['trace_id']}: {skipped['reason']}")
     return 0
 
 

@@ -1,8 +1,10 @@
 """The web UI: one HTML shell for every page, and the static styles and scripts it loads.
 
-Pages: ``/`` (experiments), ``/experiments/{id}``, ``/compare?baseline=&candidate=``,
-``/traces/{trace_id}``, ``/benchmark?dataset=&by=``. They hold no data: the scripts fetch
-it from the results API with the browser's API key, so pages and assets load without one
+Pages: ``/`` (the production traces when there are some, else the experiments),
+``/traces``, ``/traces/{trace_id}``, ``/sessions``, ``/sessions/{id}``, ``/usage``,
+``/experiments``, ``/experiments/{id}``, ``/compare?baseline=&candidate=``,
+``/benchmark?dataset=&by=``, ``/review`` and ``/review/{queue}``. They hold no data: the
+scripts fetch it from the HTTP API with the browser's API key, so pages and assets load without one
 (``_api_common.RequireApiKey`` guards ``/api/`` only). Every asset ships in the package and
 is served from memory; nothing comes from a CDN.
 
@@ -29,7 +31,21 @@ __all__ = ["ASSET_PREFIX", "PAGES", "routes"]
 
 ASSET_PREFIX = "/ui/"
 # Page paths, each answered with the shell; the script picks the page from the path.
-PAGES = ("/", "/experiments/{experiment_id}", "/compare", "/traces/{trace_id}", "/benchmark")
+PAGES = (
+    "/",
+    "/experiments",
+    "/experiments/{experiment_id}",
+    "/compare",
+    "/traces",
+    "/traces/{trace_id}",
+    "/sessions",
+    "/sessions/{session_id:path}",
+    "/usage",
+    "/benchmark",
+    "/review",
+    "/review/{queue}",
+    "/replays/{replay_id}",
+)
 _TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 
 

@@ -19,8 +19,11 @@ from evalhouse.surfaces import (
     _cmd_eval,
     _cmd_evaluator,
     _cmd_experiments,
+    _cmd_replay,
+    _cmd_rules,
     _cmd_serve,
     _cmd_store,
+    _cmd_traces,
     _cmd_ui,
 )
 
@@ -32,6 +35,9 @@ _COMMAND_MODULES = (
     _cmd_datasets,
     _cmd_eval,
     _cmd_experiments,
+    _cmd_traces,
+    _cmd_rules,
+    _cmd_replay,
     _cmd_ui,
     _cmd_evaluator,
 )
@@ -51,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _quiet_drivers(record: logging.LogRecord) -> bool:
     return record.levelno >= logging.ERROR or not record.name.startswith(
-        ("urllib3", "clickhouse_connect")
+        ("urllib3", "clickhouse_connect", "httpx")  # httpx: a line per LLM-judge call
     )
 
 

@@ -89,7 +89,8 @@ def run_collector(settings: Settings, *, with_api: bool, announce: Any = print) 
     if with_api and settings.evaluator_enabled:
         from evalhouse.evaluators import Evaluator
 
-        evaluator = Evaluator(settings)
+        # Trace summaries wait while the collector has spans to write: ingest first.
+        evaluator = Evaluator(settings, busy=lambda: collector.wal.backlog_spans > 0)
     collector = Collector(settings, store, prepare_store=prepare)
     addresses = collector.start()
     api: AsgiServer | None = None

@@ -12,6 +12,7 @@ every request body. Start it with :func:`fake_openai` (a context manager) or the
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,9 @@ class FakeOpenAI:
 
     reply: Callable[[dict[str, Any]], str] = lambda body: "ok"
     usage: Usage = field(default_factory=Usage)
+    # Report usage counted from the request and the reply (4 characters a token, as
+    # OpenAI's rule of thumb has it) instead of the fixed `usage`.
+    count_tokens: bool = False
     delay_seconds: float = 0.0
     fail_with_status: int | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -60,11 +64,17 @@ class FakeOpenAI:
                     "logprobs": None,
                 }
             ],
-            "usage": self._usage(),
+            "usage": self._usage(body, content),
         }
 
-    def _usage(self) -> dict[str, Any]:
+    def _usage(self, body: dict[str, Any] | None = None, content: str = "") -> dict[str, Any]:
         usage = self.usage
+        if self.count_tokens and body is not None:
+            texts = [str(m.get("content") or "") for m in body.get("messages") or []]
+            usage = Usage(
+                prompt_tokens=sum(-(-len(text) // 4) for text in texts),
+                completion_tokens=-(-len(content) // 4),
+            )
         return {
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
@@ -84,7 +94,7 @@ class FakeOpenAI:
             yield {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}
         yield {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
         if (body.get("stream_options") or {}).get("include_usage"):
-            yield {**base, "choices": [], "usage": self._usage()}
+            yield {**base, "choices": [], "usage": self._usage(body, content)}
 
     def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
         inputs = body.get("input")
@@ -161,6 +171,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # Judges call with concurrency 32 and more; the default backlog of 5 resets connections.
     request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away mid-call (a scorer cancelled at shutdown) is not an error
+        # of the server; anything else is reported as usual.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 @contextmanager

@@ -46,6 +46,8 @@ SINGLE_SERVER_SHA256 = {
     10: "7367331a64db413c",
     11: "ee33674cfb986f86",
     12: "b1f45ec7ccafa013",
+    13: "a22e91e86d2ca483",
+    14: "7d7cf4bd06fd6485",
 }
 
 # Data tables: sharded local table + Distributed table, and the key each one shards by.
@@ -59,6 +61,11 @@ SHARDED_TABLES = {
     ),
     "experiment_row_metrics": ("ReplacingMergeTree", "cityHash64(trace_id)"),
     "scores": ("ReplacingMergeTree", "cityHash64(trace_id)"),
+    "trace_summaries": ("ReplacingMergeTree", "cityHash64(trace_id)"),
+    "trace_rank": ("ReplacingMergeTree", "cityHash64(trace_id)"),
+    "usage_rollup": ("AggregatingMergeTree", "cityHash64(level, kind, bucket)"),
+    "session_traces": ("ReplacingMergeTree", "cityHash64(trace_id)"),
+    "rule_targets": ("ReplacingMergeTree", "cityHash64(trace_id)"),
     "evalhouse_dataset_rows": ("MergeTree", "cityHash64(dataset, row_id)"),
     "evalhouse_dataset_staging": ("MergeTree", "cityHash64(dataset, push_id, position)"),
     **{
@@ -76,14 +83,38 @@ BOOKKEEPING_TABLES = {
     "evaluator_checkpoints": "ReplacingMergeTree",
     "evaluator_workers": "ReplacingMergeTree",
     "evalhouse_dataset_versions": "MergeTree",
+    "trace_summary_checkpoints": "ReplacingMergeTree",
+    "rules": "ReplacingMergeTree",
+    "rule_checkpoints": "ReplacingMergeTree",
+    "rule_spend": "SummingMergeTree",
+    "rule_backfills": "ReplacingMergeTree",
+    "review_queues": "ReplacingMergeTree",
+    "review_items": "ReplacingMergeTree",
+    "review_claims": "MergeTree",
 }
 # Tables that only relay inserts on the node that receives them.
-NULL_TABLES = {"evalhouse_ingest_traces", "evalhouse_ingest_logs", "evalhouse_ingest_metrics"}
+NULL_TABLES = {
+    "evalhouse_ingest_traces",
+    "evalhouse_ingest_logs",
+    "evalhouse_ingest_metrics",
+    "trace_summaries_in",
+}
+# The explorer's views on trace_summaries_in: the summarizer's one insert fills three tables.
+SUMMARY_VIEWS = {
+    "trace_summaries_mv": "trace_summaries",
+    "trace_rank_mv": "trace_rank",
+    "usage_traces_mv": "usage_rollup",
+    "usage_traces_hour_mv": "usage_rollup",
+    "usage_users_mv": "usage_rollup",
+    "usage_calls_mv": "usage_rollup",
+    "usage_calls_hour_mv": "usage_rollup",
+    "session_traces_mv": "session_traces",
+}
 METRICS_VIEWS = {
     f"otel_metrics_{kind}_mv"
     for kind in ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 }
-VIEWS = {"experiment_rows", "experiments", "experiment_row_scores"}
+VIEWS = {"experiment_rows", "experiments", "experiment_row_scores", "traces", "sessions"}
 
 _CREATE = re.compile(
     r"CREATE (TABLE|VIEW|MATERIALIZED VIEW) IF NOT EXISTS (\w+)( ON CLUSTER `\w+`)?"
@@ -217,7 +248,9 @@ def test_one_trace_lands_on_one_shard(creates: dict[str, tuple[str, str]]) -> No
     trace's spans, computed row and scores are always on the same shard."""
     keys = {name: _engine(creates[name][1])[1].rsplit(", ", 1)[1] for name in SHARDED_TABLES}
     by_trace = {keys[n] for n in ("otel_traces", "otel_traces_trace_id_ts", "experiment_traces")}
-    by_row = {keys[n] for n in ("experiment_row_metrics", "scores")}
+    by_row = {
+        keys[n] for n in ("experiment_row_metrics", "scores", "trace_summaries", "trace_rank")
+    }
     assert by_trace == {"cityHash64(TraceId)"}
     assert by_row == {"cityHash64(trace_id)"}
     assert keys["otel_logs"].endswith("cityHash64(TraceId))")
@@ -255,14 +288,17 @@ def test_alters_reach_local_tables_and_columns_reach_distributed_ones(
         assert match, statement
         table, column = match.group(1), match.group(4)
         if column is None:
-            # Mutations and indexes exist only on the MergeTree side.
-            assert table == "otel_traces_local", statement
+            # Mutations, indexes and sorting keys exist only on the MergeTree side.
+            assert table in ("otel_traces_local", "scores_local"), statement
         else:
             columns.setdefault(column, set()).add(table)
             declared.setdefault((table, column), []).append(statement)
     expected = {c.name: {"otel_traces_local", "otel_traces"} for c in NORMALISED_COLUMNS}
     expected["InsertedAt"] = {"otel_traces_local", "otel_traces"}
     expected["input_key"] = {"experiment_row_metrics_local", "experiment_row_metrics"}
+    # Migration 14 adds the scores' target, rule and judge columns in one ALTER per table
+    # (the local one also extends its sorting key): the first column names the statement.
+    expected["target_span_id"] = {"scores_local", "scores"}
     assert columns == expected
     # The Distributed table declares the normalised columns MATERIALIZED too: it does not
     # send them with inserts, each shard computes its own. Both tables end with the current
@@ -303,8 +339,14 @@ def test_materialized_views_attach_where_the_rows_are(
         "evalhouse_ingest_traces_mv",
         "evalhouse_ingest_logs_mv",
         *METRICS_VIEWS,
+        *SUMMARY_VIEWS,
+        "otel_evaluation_scores_mv",
     }
-    # The lookup views fire on the shard that stores the spans and fill that shard's table.
+    # The lookup views fire on the shard that stores the spans and fill that shard's table;
+    # so do evaluation events becoming scores (scores shard by trace id like the spans).
+    events = views["otel_evaluation_scores_mv"]
+    assert f"otel_evaluation_scores_mv{ON} TO scores_local AS\n" in events
+    assert "FROM otel_traces_local\n" in events
     lookup = views["otel_traces_trace_id_ts_mv"]
     assert "\nTO otel_traces_trace_id_ts_local AS\n" in lookup
     assert "FROM otel_traces_local WHERE" in lookup
@@ -323,6 +365,11 @@ def test_materialized_views_attach_where_the_rows_are(
         table = name.removesuffix("_mv")
         assert f"{name}{ON} TO {table} AS\nSELECT" in views[name]
         assert "FROM evalhouse_ingest_metrics\n" in views[name]
+    # The summarizer's views write through the Distributed tables, which route each row to
+    # its trace's shard (rollup rows: by bucket).
+    for name, table in SUMMARY_VIEWS.items():
+        assert f"{name}{ON}" in views[name] and f"TO {table} AS" in views[name], views[name][:200]
+        assert "FROM trace_summaries_in" in views[name]
     for name in NULL_TABLES:
         kind, statement = creates[name]
         assert (kind, _engine(statement)) == ("TABLE", ("Null", ""))
@@ -339,8 +386,12 @@ def test_views_read_the_distributed_tables(creates: dict[str, tuple[str, str]]) 
     assert "GLOBAL" not in rows
     assert "FROM experiment_rows\nGROUP BY experiment_id" in views["experiments"]
     assert "FROM experiment_rows\nARRAY JOIN" in views["experiment_row_scores"]
+    # traces joins each trace's scores on its shard, as experiment_rows does.
+    assert "FROM trace_summaries AS t FINAL" in views["traces"]
+    assert "FROM scores_local FINAL" in views["traces"]
+    assert "FROM traces\nWHERE session_id != ''" in views["sessions"]
     for name, statement in views.items():
-        if name != "experiment_rows":
+        if name not in ("experiment_rows", "traces"):
             assert "_local" not in statement, name
 
 

@@ -255,9 +255,9 @@ def test_score_and_reprice_go_through_the_running_serve(serve: Any) -> None:
         "WHERE experiment_id = 'qa-api-1' AND scorer = 'exact_match' ORDER BY row_id",
     )
     assert [(v["row_id"], v["value"], v["error"], v["source"]) for v in values] == [
-        ("r0", 1, "", "evaluator"),
-        ("r1", 0, "", "evaluator"),
-        ("r2", 1, "", "evaluator"),
+        ("r0", 1, "", "experiment"),
+        ("r1", 0, "", "experiment"),
+        ("r2", 1, "", "experiment"),
     ]
     again = _cli(server, "score", "qa-api-1", "--scorer", "exact_match", "--where", "row_id = 'r1'")
     assert again.stdout == (

@@ -102,8 +102,8 @@ def experiment(count: int, scorers: list[Any], *, name: str = "exp-1") -> list[T
 
 def evaluator_scores(store: Store) -> list[dict[str, Any]]:
     return store.query_dicts(
-        "SELECT trace_id, scorer, name, value, error, span_id FROM scores FINAL "
-        "WHERE source = 'evaluator' ORDER BY trace_id, scorer, name"
+        "SELECT trace_id, scorer, name, value, error, scorer_span_id FROM scores FINAL "
+        "WHERE source = 'experiment' ORDER BY trace_id, scorer, name"
     )
 
 
@@ -134,12 +134,12 @@ def test_scorers_run_once_and_are_stored_and_traced(store: Store) -> None:
         assert span["TraceId"] in by_trace
         assert span["ParentSpanId"] == roots[span["TraceId"]]
         assert (span["Purpose"], span["StatusCode"]) == ("scorer", "STATUS_CODE_OK")
-    assert {s["span_id"] for s in scores} == {span["SpanId"] for span in spans}
+    assert {s["scorer_span_id"] for s in scores} == {span["SpanId"] for span in spans}
     # The daemon's own scorer spans do not make the row recompute or count as scores twice.
     found = rows(store)
     assert {row["computations"] for row in found.values()} == {1}
     assert found[traces[0].hex]["scores"] == {"counting": 1.0, "exact_match": 1.0}
-    assert store.query("SELECT count() FROM scores FINAL WHERE source = 'span'") == [(0,)]
+    assert store.query("SELECT count() FROM scores FINAL WHERE source = 'otlp'") == [(0,)]
 
 
 def test_restart_while_scoring_resumes_without_redoing_work(store: Store) -> None:

@@ -696,14 +696,19 @@ def test_scores_reported_by_spans_and_evaluation_events(store: Store) -> None:
     write(store, t)
     evaluate(store)
     got = store.query_dicts(
-        "SELECT name, value, error, explanation, source FROM scores FINAL ORDER BY name"
+        "SELECT name, value, error, explanation, source, span_id, scorer_span_id "
+        "FROM scores FINAL ORDER BY name"
     )
+    # Reported by the app's own spans: source otlp. An event scores the span it is on; a
+    # scorer span's score is the row's (the scorer span is kept as scorer_span_id).
     assert [(s["name"], s["value"], s["error"], s["explanation"], s["source"]) for s in got] == [
-        ("relevance", 0.8, "", "on topic", "span"),
-        ("safety", None, "moderation endpoint returned 503", "", "span"),
-        ("score judge", None, "judge crashed", "", "span"),
-        ("tone", 0.25, "", "curt", "span"),
+        ("relevance", 0.8, "", "on topic", "otlp"),
+        ("safety", None, "moderation endpoint returned 503", "", "otlp"),
+        ("score judge", None, "judge crashed", "", "otlp"),
+        ("tone", 0.25, "", "curt", "otlp"),
     ]
+    assert (got[0]["span_id"], got[0]["scorer_span_id"]) == (task.hex(), "")
+    assert got[3]["span_id"] == "" and got[3]["scorer_span_id"] != ""
     row = rows(store)[t.hex]
     assert row["scores"] == {"relevance": 0.8, "tone": 0.25}
     errors = store.query("SELECT score_errors FROM experiment_rows")[0][0]

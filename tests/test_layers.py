@@ -34,6 +34,9 @@ LAYER = {
     "evalhouse.evaluators": 1,
     "evalhouse.evaluators.scorers": 1,
     "evalhouse.evaluators.results": 1,
+    "evalhouse.explorer": 1,
+    "evalhouse.online": 1,
+    "evalhouse.replay": 1,
     "evalhouse.surfaces": 2,
 }
 

@@ -15,7 +15,9 @@ from evalhouse.store._client import Store
 from evalhouse.store._dataset_schema import dataset_tables
 from evalhouse.store._evaluator_schema import evaluator_tables
 from evalhouse.store._experiment_index_schema import experiment_index
+from evalhouse.store._explorer_schema import explorer_tables
 from evalhouse.store._metrics_schema import metrics_tables
+from evalhouse.store._online_schema import online_tables
 from evalhouse.store._results_schema import results_views
 from evalhouse.store._schema import (
     Topology,
@@ -68,6 +70,16 @@ MIGRATIONS: tuple[Migration, ...] = (
         12,
         "OTLP metrics tables, column-compatible with the OTel Collector ClickHouse exporter",
         metrics_tables,
+    ),
+    Migration(
+        13,
+        "production explorer: trace summaries, trace rank, usage rollup, views traces and sessions",
+        explorer_tables,
+    ),
+    Migration(
+        14,
+        "online evaluation: one scores table for every source and target, rules, review queues",
+        online_tables,
     ),
 )
 

@@ -28,10 +28,23 @@ from evalhouse.evaluators.results._stats import (
     two_sided_p,
 )
 from evalhouse.evaluators.results._thresholds import Threshold, Thresholds
+from evalhouse.evaluators.results._trainloop import (
+    DETAIL_FIELDS,
+    METRIC_FIELDS,
+    RESULT_FIELDS,
+    SUITE_FIELDS,
+    SUMMARY_FIELDS,
+    trainloop_document,
+)
 
 __all__ = [
     "DEFAULT_FIELDS",
+    "DETAIL_FIELDS",
     "FORMATS",
+    "METRIC_FIELDS",
+    "RESULT_FIELDS",
+    "SUITE_FIELDS",
+    "SUMMARY_FIELDS",
     "ExperimentNotFound",
     "Export",
     "InvalidRequest",
@@ -43,5 +56,6 @@ __all__ = [
     "paired_test",
     "score_interval",
     "t_quantile",
+    "trainloop_document",
     "two_sided_p",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "SUITE_FIELDS",
     "SUMMARY_FIELDS",
     "trainloop_benchmark",
+    "trainloop_document",
     "trainloop_results",
 ]
 
@@ -140,16 +141,51 @@ def trainloop_results(
     source = rows_sql(store, results.aggregates)
     rows = query(store, _ROWS.format(rows=source), parameters)
     span = query(store, _SPAN.format(rows=source), parameters)[0]
-    duration = clean(span["duration"]) or 0.0
+    return trainloop_document(
+        run.name or run.id,
+        rows,
+        timestamp=iso(run.created_at) or "",
+        duration=clean(span["duration"]) or 0.0,
+        tags=[run.dataset] if run.dataset else [],
+        configuration={
+            "experiment_id": run.id,
+            "dataset": run.dataset or None,
+            "pass_threshold": pass_threshold,
+        },
+        pass_threshold=pass_threshold,
+        details=details,
+    )
+
+
+def trainloop_document(
+    suite_name: str,
+    rows: list[dict[str, Any]],
+    *,
+    timestamp: str,
+    duration: float,
+    tags: list[str],
+    configuration: Mapping[str, Any],
+    pass_threshold: float = PASS_THRESHOLD,
+    details: bool = True,
+) -> dict[str, Any]:
+    """One suite in TrainLoop's results layout (the error layout when scorers failed), from
+    rows of ``trace_id`` (the event id), ``row_id``, ``input``, ``output``, ``metadata`` (JSON
+    texts), ``scores`` (name -> value), ``score_errors`` (name -> message) and
+    ``explanations`` (name -> the scorer's explanation): an experiment's rows, or a rule's
+    targets (``evalhouse rules export``).
+
+    >>> trainloop_document("s", [], timestamp="t", duration=0.0, tags=[],
+    ...                    configuration={})["summary"]["total_suites"]
+    1
+    """
     metrics, failures = _suite_metrics(rows, pass_threshold, details)
     scored = [m["score"] for m in metrics.values() if m["score"] is not None]
     overall = sum(scored) / len(scored) if scored else None
-    name = run.name or run.id
     suite: dict[str, Any] = {
         "events_processed": len(rows),
         "metrics": metrics,
         "overall_score": overall,
-        "tags": [run.dataset] if run.dataset else [],
+        "tags": tags,
         "duration": duration,
     }
     passed = sum(m["passed"] for m in metrics.values())
@@ -162,7 +198,6 @@ def trainloop_results(
         "total_evaluated": evaluated,
         "pass_rate": passed / evaluated if evaluated else None,
     }
-    timestamp = iso(run.created_at)
     if failures:
         metric, trace_id, row_id, message = failures[0]
         suite["status"] = "failed"
@@ -177,24 +212,20 @@ def trainloop_results(
                 f"row {row_id!r}: {message}",
                 "details": {
                     "metric": metric,
-                    "suite": name,
+                    "suite": suite_name,
                     "event_id": trace_id,
                     "errors": len(failures),
                 },
             },
-            "partial_results": {"suites": {name: suite}, "summary": summary},
+            "partial_results": {"suites": {suite_name: suite}, "summary": summary},
         }
     return {
         "timestamp": timestamp,
         "duration": duration,
         "total_events": len(rows),
-        "suites": {name: suite},
+        "suites": {suite_name: suite},
         "summary": summary,
-        "configuration": {
-            "experiment_id": run.id,
-            "dataset": run.dataset or None,
-            "pass_threshold": pass_threshold,
-        },
+        "configuration": dict(configuration),
     }
 
 

@@ -126,6 +126,15 @@ class LlmJudge:
             },
         )
 
+    def prompt(self, values: Mapping[str, Any]) -> list[dict[str, str]]:
+        """The messages the judge sends for these values (``input``, ``output``,
+        ``expected``, ``metadata``): what an online rule's estimate counts before any call.
+
+        >>> LlmJudge(api_key="k").prompt({"input": "2+2", "output": "4"})[-1]["role"]
+        'user'
+        """
+        return self._messages(values)
+
     def _messages(self, values: Mapping[str, Any]) -> list[dict[str, str]]:
         texts = _answer_texts()
         choices = ", ".join(self.rubric.choice_scores)

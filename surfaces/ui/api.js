@@ -108,6 +108,13 @@ export async function api(path, params) {
   return response.json();
 }
 
+/** Send a JSON body (POST by default) and return the JSON answer: post("/api/feedback", {...}). */
+export async function post(path, body, method = "POST") {
+  const response = await send(path, { method, headers: { "Content-Type": "application/json" }, body: body === undefined ? undefined : JSON.stringify(body) });
+  if (!response.ok) throw await failure(response);
+  return response.json().catch(() => ({}));
+}
+
 /** Download an API response as a file (a plain link could not send the key). */
 export async function download(path, filename) {
   const response = await send(path);

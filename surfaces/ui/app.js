@@ -6,14 +6,29 @@ import * as benchmark from "./benchmark.js";
 import * as compare from "./compare.js";
 import * as experiment from "./experiment.js";
 import * as experiments from "./experiments.js";
+import * as home from "./home.js";
+import * as replay from "./replay.js";
+import * as review from "./review.js";
+import * as session from "./session.js";
+import * as sessions from "./sessions.js";
 import * as trace from "./trace.js";
+import * as traces from "./traces.js";
+import * as usage from "./usage.js";
 
 const ROUTES = [
-  [/^\/$/, experiments, "experiments"],
+  [/^\/$/, home, "home"],
+  [/^\/experiments\/?$/, experiments, "experiments"],
   [/^\/experiments\/([^/]+)\/?$/, experiment, "experiments"],
   [/^\/compare\/?$/, compare, "experiments"],
-  [/^\/traces\/([^/]+)\/?$/, trace, "experiments"],
+  [/^\/traces\/?$/, traces, "traces"],
+  [/^\/traces\/([^/]+)\/?$/, trace, "traces"],
+  [/^\/sessions\/?$/, sessions, "sessions"],
+  [/^\/sessions\/(.+?)\/?$/, session, "sessions"],
+  [/^\/usage\/?$/, usage, "usage"],
   [/^\/benchmark\/?$/, benchmark, "benchmark"],
+  [/^\/review\/?$/, review, "review"],
+  [/^\/review\/([^/]+)\/?$/, review, "review"],
+  [/^\/replays\/([^/]+)\/?$/, replay, "traces"],
 ];
 
 function keyState() {
@@ -31,7 +46,7 @@ function keyState() {
 }
 
 export function renderError(root, error) {
-  mount(root, notice("error", "Something went wrong", error.message || String(error), h("p", {}, h("a", { href: "/" }, "Back to the experiments"))));
+  mount(root, notice("error", "Something went wrong", error.message || String(error), h("p", {}, h("a", { href: "/experiments" }, "Back to the experiments"))));
 }
 
 async function start() {
@@ -41,7 +56,7 @@ async function start() {
   keyState();
   if (!found) {
     document.title = "Not found · evalhouse";
-    mount(root, notice("error", "Page not found", `Nothing lives at ${path}.`, h("p", {}, "Try the ", h("a", { href: "/" }, "experiments list"), " or the ", h("a", { href: "/benchmark" }, "benchmark view"), ".")));
+    mount(root, notice("error", "Page not found", `Nothing lives at ${path}.`, h("p", {}, "Try the ", h("a", { href: "/experiments" }, "experiments list"), " or the ", h("a", { href: "/benchmark" }, "benchmark view"), ".")));
     document.body.dataset.ready = "true";
     return;
   }

@@ -182,3 +182,82 @@ export function scatterChart({ title, points, xFormat = String, yFormat = String
   const key = highlighted && highlightLabel ? h("div", { class: "legend highlight-legend" }, h("span", { class: "legend-item" }, h("i", { class: "legend-ring" }), highlightLabel)) : null;
   return wrap(title, svgNode, names.length > 1 ? series : [], key);
 }
+
+const TICK_STEPS = [1, 5, 15, 30, 60, 120, 180, 360, 720, 1440, 2880].map((minutes) => minutes * 60000);
+
+function timeLabel(ms, spanMs) {
+  const d = new Date(ms);
+  if (spanMs <= 2 * 86400000) return d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" });
+  return d.toLocaleDateString("en-GB", { day: "numeric", month: "short" });
+}
+
+/**
+ * Values over time, one slot per bucket of `step` ms from `start` to `end`: stacked bars
+ * (sums: cost, tokens, calls) or lines (rates, percentiles; null leaves a gap).
+ * timeChart({title, start, end, step, series: [{name, values: Map(t -> v)}], bars, yFormat})
+ */
+export function timeChart({ title, start, end, step, series, bars = false, yFormat = String, height = 190, width: W = 560, empty = "no data in this window" }) {
+  const all = colored(series);
+  const slots = [];
+  for (let t = start; t < end; t += step) slots.push(t);
+  const at = (item, t) => {
+    const v = item.values.get(t);
+    return Number.isFinite(v) ? v : bars ? 0 : null;
+  };
+  const totals = slots.map((t) => (bars ? all.reduce((sum, item) => sum + at(item, t), 0) : Math.max(...all.map((item) => at(item, t) ?? -Infinity))));
+  const finite = totals.filter((v) => Number.isFinite(v) && v > -Infinity);
+  if (!finite.length || (bars && !finite.some((v) => v > 0))) return wrap(title, h("p", { class: "muted chart-empty" }, empty), []);
+  const yTicks = ticks(0, Math.max(...finite), 4);
+  const top = Math.max(...finite, yTicks[yTicks.length - 1]);
+  const yScale = (v) => height - M.bottom - (v / (top || 1)) * (height - M.top - M.bottom);
+  const xScale = (t) => M.left + ((t - start) / (end - start || 1)) * (W - M.left - M.right);
+  const svgNode = s("svg", { viewBox: `0 0 ${W} ${height}`, class: "chart-svg time-chart", role: "img", "aria-label": title || "chart over time" }, frame(W, height, yTicks, yScale, yFormat));
+  const spanMs = end - start;
+  // Ticks on round times (whole hours, days...) about six across, in the reader's time zone.
+  const tickStep = TICK_STEPS.find((ms) => spanMs / ms <= 7) || 7 * 86400000;
+  const zone = new Date(start).getTimezoneOffset() * 60000;
+  for (let t = Math.ceil((start - zone) / tickStep) * tickStep + zone; t <= end; t += tickStep) {
+    const x = xScale(t);
+    if (x > W - M.right - 14) break;
+    svgNode.append(s("text", { x, y: height - 10, class: "tick", "text-anchor": "middle" }, timeLabel(t, spanMs)));
+  }
+  const slotWidth = (W - M.left - M.right) / Math.max(1, slots.length);
+  if (bars) {
+    const width = Math.max(1, slotWidth - (slotWidth > 4 ? 1.5 : 0.5));
+    slots.forEach((t) => {
+      let base = 0;
+      for (const item of all) {
+        const v = at(item, t);
+        if (!(v > 0)) continue;
+        const y0 = yScale(base);
+        const y1 = yScale(base + v);
+        base += v;
+        const bar = s("rect", { x: xScale(t) + (slotWidth - width) / 2, y: y1, width, height: Math.max(1, y0 - y1), fill: item.color, class: "bar", "data-t": t });
+        hoverable(bar, `${all.length > 1 ? `${item.name} · ` : ""}${timeLabel(t, 0)} ${new Date(t).toLocaleDateString("en-GB", { day: "numeric", month: "short" })}: ${yFormat(v)}`);
+        svgNode.append(bar);
+      }
+    });
+  } else {
+    for (const item of all) {
+      let run = [];
+      const flush = () => {
+        if (run.length > 1) svgNode.append(s("polyline", { points: run.join(" "), fill: "none", stroke: item.color, "stroke-width": 1.8, "stroke-linejoin": "round" }));
+        run = [];
+      };
+      slots.forEach((t) => {
+        const v = at(item, t);
+        if (v === null) {
+          flush();
+          return;
+        }
+        const x = xScale(t) + slotWidth / 2;
+        run.push(`${x},${yScale(v)}`);
+        const dot = s("circle", { cx: x, cy: yScale(v), r: 2.6, fill: item.color, class: "point", "data-t": t });
+        hoverable(dot, `${item.name} · ${timeLabel(t, 0)} ${new Date(t).toLocaleDateString("en-GB", { day: "numeric", month: "short" })}: ${yFormat(v)}`);
+        svgNode.append(dot);
+      });
+      flush();
+    }
+  }
+  return wrap(title, svgNode, all);
+}

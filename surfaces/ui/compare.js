@@ -153,7 +153,7 @@ export async function render(root) {
   const state = { baseline: "", candidate: "", key: "", show: "all", ...params() };
   document.title = "Compare · evalhouse";
   if (!state.baseline || !state.candidate) {
-    mount(root, h("h1", {}, "Compare experiments"), notice("info", "Pick two experiments", "Tick two experiments in the list and press “Compare two”, or open an experiment and choose “Diff against…”. The address takes ?baseline=ID&candidate=ID.", h("p", {}, h("a", { href: "/" }, "Go to the experiments"))));
+    mount(root, h("h1", {}, "Compare experiments"), notice("info", "Pick two experiments", "Tick two experiments in the list and press “Compare two”, or open an experiment and choose “Diff against…”. The address takes ?baseline=ID&candidate=ID.", h("p", {}, h("a", { href: "/experiments" }, "Go to the experiments"))));
     return;
   }
   mount(root, h("p", { class: "loading" }, "Comparing…"));
@@ -163,7 +163,7 @@ export async function render(root) {
   try {
     data = await fetchPage(0);
   } catch (error) {
-    mount(root, h("h1", {}, "Compare experiments"), notice("error", error instanceof ApiError && error.status === 404 ? "Experiment not found" : "Could not compare", error.message, h("p", {}, h("a", { href: "/" }, "Back to the experiments"))));
+    mount(root, h("h1", {}, "Compare experiments"), notice("error", error instanceof ApiError && error.status === 404 ? "Experiment not found" : "Could not compare", error.message, h("p", {}, h("a", { href: "/experiments" }, "Back to the experiments"))));
     return;
   }
   const base = experimentOf(data.baseline);
@@ -210,7 +210,7 @@ export async function render(root) {
 
   mount(
     root,
-    h("div", { class: "crumbs" }, h("a", { href: "/" }, "Experiments"), " / compare"),
+    h("div", { class: "crumbs" }, h("a", { href: "/experiments" }, "Experiments"), " / compare"),
     h(
       "div",
       { class: "page-head" },

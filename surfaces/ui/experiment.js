@@ -226,7 +226,7 @@ export async function render(root, id) {
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       document.title = "Experiment not found · evalhouse";
-      mount(root, notice("error", "Experiment not found", error.message, h("p", {}, "Experiments appear once the evaluator has computed their first rows, a few seconds after the spans arrive. ", h("a", { href: "/" }, "See all experiments"), ".")));
+      mount(root, notice("error", "Experiment not found", error.message, h("p", {}, "Experiments appear once the evaluator has computed their first rows, a few seconds after the spans arrive. ", h("a", { href: "/experiments" }, "See all experiments"), ".")));
       return;
     }
     if (error instanceof ApiError && error.status === 400 && state.where) {
@@ -285,7 +285,7 @@ export async function render(root, id) {
 
   mount(
     root,
-    h("div", { class: "crumbs" }, h("a", { href: "/" }, "Experiments"), " / ", e.experiment_name ? h("a", { href: `/?name=${encodeURIComponent(e.experiment_name)}` }, e.experiment_name) : "experiment"),
+    h("div", { class: "crumbs" }, h("a", { href: "/experiments" }, "Experiments"), " / ", e.experiment_name ? h("a", { href: `/experiments?name=${encodeURIComponent(e.experiment_name)}` }, e.experiment_name) : "experiment"),
     h("div", { class: "page-head" }, h("h1", {}, e.experiment_name || "(unnamed experiment)"), h("div", { class: "actions" }, diffSelect, exportButton("csv", "Download CSV"), exportButton("json", "Download JSON"))),
     h(
       "div",
