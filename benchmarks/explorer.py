@@ -200,6 +200,9 @@ CALLS = {
     # A rare term: ~1 trace in 100,000 mentions order 4242, so 10x the traces hold 10x the
     # matches and the page reads 10x the granules (up to a page of 50).
     "text search": "/api/traces?limit=50&q=" + urllib.parse.quote("order 4242 "),
+    # The same rare term, a page of 5: both sizes hold at least 5 matches, so both pages show
+    # the same number of rows and read the newest granules that hold them.
+    "text search, page of 5": "/api/traces?limit=5&q=" + urllib.parse.quote("order 4242 "),
     # Words most traces hold: the newest page of matches is in the newest granules.
     "text search, common words": "/api/traces?limit=50&q=" + urllib.parse.quote("not arrived"),
     "one session": "/api/sessions/{session}",
