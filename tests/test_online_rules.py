@@ -147,12 +147,42 @@ def daemon(env: Env, workers: int = 1, **overrides: Any) -> Daemon:
 
 
 def scoring(env: Env, until: Callable[[], Any], timeout: float = 60, **overrides: Any) -> None:
-    """Run the daemon until ``until()`` holds."""
+    """Run the daemon until ``until()`` holds; on a timeout, say what the daemon was at."""
     running = daemon(env, **overrides)
     try:
         wait_for(until, timeout=timeout, interval=0.1)
+    except BaseException:
+        print(where_the_daemon_is(env))
+        raise
     finally:
         running.stop()
+
+
+def where_the_daemon_is(env: Env) -> str:
+    """Leases, summary checkpoints, traces without a summary and each rule's status."""
+    query = env.store.query
+    lines = [
+        "claims (newest 12): "
+        + repr(
+            query("SELECT epoch, shard, owner FROM evaluator_claims ORDER BY epoch DESC LIMIT 12")
+        ),
+        "summary checkpoints: "
+        + repr(query("SELECT shard, watermark, worker FROM trace_summary_checkpoints FINAL")),
+        "newest span stored: " + repr(query("SELECT max(InsertedAt), now64(3) FROM otel_traces")),
+        "traces without a summary: "
+        + repr(
+            query(
+                "SELECT count(), min(at), max(at) FROM (SELECT TraceId, max(InsertedAt) AS at "
+                "FROM otel_traces GROUP BY TraceId) WHERE TraceId NOT IN "
+                "(SELECT trace_id FROM trace_summaries)"
+            )
+        ),
+    ]
+    code, body = env.api("GET", "/api/rules")
+    for listed in body.get("rules", []) if code == 200 else []:
+        _, one = env.api("GET", f"/api/rules/{listed['name']}")
+        lines.append(f"rule {listed['name']}: {one.get('status')} backfills {one.get('backfills')}")
+    return "\n".join(lines)
 
 
 def rule(env: Env, **fields: Any) -> dict[str, Any]:
