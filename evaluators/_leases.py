@@ -12,7 +12,8 @@ this with racing threads).
   only claim shards nobody holds in the *current* epoch, so a live owner never loses a shard.
 - Each worker holds at most ``ceil(SHARDS / live workers)`` shards (heartbeats in
   ``evaluator_workers``); an owner with too many stops renewing the extra ones, and the
-  newcomer claims them when the next epoch starts.
+  newcomer claims them when the next epoch starts. A worker that stops on purpose removes its
+  heartbeat (:meth:`Leases.leave`), so the others take its share when its claims end.
 - Work on a shard only starts when the lease has time left for it to finish (the scorer
   timeout), so two owners never work on one shard at the same time.
 - Progress per shard is a watermark on ``otel_traces.InsertedAt`` in
@@ -116,6 +117,15 @@ class Leases:
             return
         self.store.insert_rows("evaluator_workers", [(self.worker, now)], ["worker", "heartbeat"])
         self._last_heartbeat_ms = now
+
+    def leave(self) -> None:
+        """A worker stopping on purpose takes its heartbeat with it: the others count one
+        worker fewer at once and claim its shards as soon as its current claims end (the
+        heartbeat of a worker that crashed ages out after one lease instead)."""
+        self.store.command(
+            "DELETE FROM evaluator_workers WHERE worker = {worker:String}", {"worker": self.worker}
+        )
+        self._last_heartbeat_ms = -(10**18)
 
     def _live_workers(self, now: int) -> int:
         rows = self.store.query(

@@ -429,3 +429,7 @@ class Worker:
         self._queue.clear()
         await self.rules.close()
         await self.pool.aclose()
+        try:
+            await asyncio.to_thread(self.leases.leave)
+        except Exception as exc:  # its heartbeat then ages out after one lease
+            logger.warning("evaluator %s: could not sign off: %s", self.id, exc)

@@ -8,6 +8,7 @@ others. These tests race real threads (each with its own client) on the embedded
 from __future__ import annotations
 
 import threading
+import time
 
 from conftest import wait_for
 
@@ -100,6 +101,33 @@ def test_a_stopped_workers_shards_are_taken_over_when_its_lease_ends(store: Stor
     assert second.refresh().owned == {}
     clock.advance(2)  # its lease has run out
     assert len(second.refresh().owned) == SHARDS
+
+
+def test_a_worker_that_leaves_lets_the_others_take_its_share_when_its_claims_end(
+    store: Store,
+) -> None:
+    # 60 s leases from an epoch boundary t0: `staying` claims every shard, hands half to
+    # `leaving` at the next epoch (t0+61), then `leaving` stops on purpose.
+    # Today's time (heartbeats older than a day are dropped by the table's TTL), at a boundary.
+    clock = ManualClock(now_ms=(time.time_ns() // 60_000_000_000 + 1) * 60_000)
+    staying, leaving = (
+        Leases(client, name, lease_seconds=60, clock=clock)
+        for client, name in zip(_clients(store, 2), ("staying", "leaving"), strict=True)
+    )
+    assert len(staying.refresh().owned) == SHARDS and leaving.refresh().owned == {}
+    clock.advance(31)  # second half of the epoch: `staying` renews its fair half only
+    staying.refresh()
+    leaving.refresh()
+    clock.advance(30)
+    shares = staying.refresh(), leaving.refresh()
+    assert [len(view.owned) for view in shares] == [SHARDS // 2, SHARDS // 2]
+    leaving.leave()
+    clock.advance(30)
+    staying.refresh()
+    clock.advance(30)  # t0+121: `leaving`'s claims have ended; its heartbeat (t0+61) has
+    # not aged out of a lease yet, so only its leaving lets `staying` take every shard now.
+    assert staying._live_workers(clock.now_ms()) == 1
+    assert len(staying.refresh().owned) == SHARDS
 
 
 def test_checkpoints_resume_where_the_last_owner_stopped(store: Store) -> None:
