@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from evalhouse.evaluators._cost import Usage, span_cost
 from evalhouse.evaluators._daemon import Evaluator
-from evalhouse.evaluators._experiments import Experiment, resolve_experiment
+from evalhouse.evaluators._experiments import Experiment, experiment_runs, resolve_experiment
 from evalhouse.evaluators._messages import input_messages, output_messages
 from evalhouse.evaluators._recorded import (
     NO_CONTENT,
@@ -42,7 +42,8 @@ from evalhouse.evaluators._rules import (
     write_rule,
 )
 from evalhouse.evaluators._trace_view import normalise_trace_id, read_trace
-from evalhouse.evaluators._tree import MODEL_CALLS
+from evalhouse.evaluators._traces import fetch_spans
+from evalhouse.evaluators._tree import MODEL_CALLS, TraceTree
 
 __all__ = [
     "MODEL_CALLS",
@@ -53,9 +54,12 @@ __all__ = [
     "RepriceReport",
     "ScoreReport",
     "StoredRule",
+    "TraceTree",
     "Usage",
     "backfills",
     "estimate_rule",
+    "experiment_runs",
+    "fetch_spans",
     "input_messages",
     "leaf_call_ids",
     "normalise_trace_id",

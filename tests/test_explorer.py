@@ -222,41 +222,17 @@ def seeded(
     experiment = store.query(
         "SELECT any(TraceId) FROM otel_traces WHERE ExperimentId = 'exp-explorer'"
     )[0][0]
-    store.insert_rows(
-        "scores",
-        [
-            (
-                "exp-explorer",
-                experiment,
-                "r1",
-                0,
-                "accuracy",
-                0.25,
-                "",
-                "",
-                "experiment",
-                datetime.now(UTC),
-                "accuracy",
-                "",
-                "",
-            )
-        ],
-        [
-            "experiment_id",
-            "trace_id",
-            "row_id",
-            "trial",
-            "name",
-            "value",
-            "error",
-            "explanation",
-            "source",
-            "created_at",
-            "scorer",
-            "metadata",
-            "span_id",
-        ],
+    score = ScoreRecord(
+        name="accuracy",
+        source="experiment",
+        created_at=int(datetime.now(UTC).timestamp() * 1000),
+        value=0.25,
+        experiment_id="exp-explorer",
+        trace_id=experiment,
+        row_id="r1",
+        scorer="accuracy",
     )
+    store.insert_rows("scores", [score.values()], list(SCORE_COLUMNS))
     assert summarize_all(store) >= BIG_SESSION_TRACES + 5
     yield store
 

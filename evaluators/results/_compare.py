@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
-from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.evaluators.results._context import Context
 from evalhouse.evaluators.results._filters import check_expression
 from evalhouse.evaluators.results._params import Alpha, Param, Where

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from evalhouse.errors import InvalidRequest
-from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.evaluators.results._context import Context
 from evalhouse.evaluators.results._params import ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import clean, iso, json_value, query, rows_sql

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from evalhouse.errors import InvalidRequest
-from evalhouse.evaluators._experiments import Experiment, experiment_runs, resolve_experiment
+from evalhouse.evaluators import Experiment, experiment_runs, resolve_experiment
 from evalhouse.store import Store
 
 __all__ = ["BaselineChoice", "choose_baseline", "previous_run"]

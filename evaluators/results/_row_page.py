@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Annotated, Any
 
 from evalhouse.errors import InvalidRequest
-from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.evaluators.results._context import Context
 from evalhouse.evaluators.results._params import ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import clean, json_value, query, row_source, rows_sql

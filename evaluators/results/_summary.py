@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from evalhouse.config import AggregateScore
 from evalhouse.errors import InvalidRequest
-from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.evaluators.results._context import Context
 from evalhouse.evaluators.results._params import Alpha, ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from evalhouse.evaluators._experiments import resolve_experiment
+from evalhouse.evaluators import resolve_experiment
 from evalhouse.evaluators.results._context import Context
 from evalhouse.evaluators.results._params import ExperimentRef, Param, Where
 from evalhouse.evaluators.results._sql import clean, json_value, query, rows_sql

@@ -15,9 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from evalhouse.evaluators._cost import Usage, span_cost
-from evalhouse.evaluators._traces import fetch_spans
-from evalhouse.evaluators._tree import TraceTree
+from evalhouse.evaluators import TraceTree, Usage, fetch_spans, span_cost
 from evalhouse.evaluators.results._sql import query
 from evalhouse.store import Store
 
