@@ -9,7 +9,8 @@ OpenAI-compatible server answering after 50 ms, at concurrency 32, and polls
 
 Printed: replays/s during the replay phase against the ideal (concurrency / latency =
 640 calls/s; goal >= 85%), the time from the request to the printed comparison, and the dry
-run's estimate against what the replay spent.
+run's estimate against what the replay spent, and the CPU the server, its replay process
+and the fake provider (this process) used while replaying.
 
     python benchmarks/replay.py [--calls 2000] [--concurrency 32] [--delay 0.05]
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -92,6 +94,23 @@ def reply(body: dict[str, Any]) -> str:
     return f"City{number}" if body["model"] == "gpt-4o-mini" or int(number) % 3 else "Unsure"
 
 
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by ``pid`` and each of its living descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            used[current] = (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return used
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=2000)
@@ -132,9 +151,15 @@ def run(serve: Serve, llm: Any, args: argparse.Namespace) -> int:
     begun = time.monotonic()
     replay_id = api(serve, "POST", "/api/replays", fields)["id"]
     phases: dict[str, float] = {}
+    cpu: dict[str, dict[int, float]] = {}
     while True:
         progress = api(serve, "GET", f"/api/replays/{replay_id}")
         phases.setdefault(progress["state"], time.monotonic())
+        if progress["state"] in ("replaying", "recording"):
+            cpu.setdefault("start", cpu_seconds(serve.process.pid))
+            cpu["end"] = cpu_seconds(serve.process.pid)
+            cpu.setdefault("self_start", cpu_seconds(os.getpid()))
+            cpu["self_end"] = cpu_seconds(os.getpid())
         if progress["state"] in ("done", "failed"):
             break
         time.sleep(0.05)
@@ -153,6 +178,16 @@ def run(serve: Serve, llm: Any, args: argparse.Namespace) -> int:
         f"{ideal:.0f}/s ({rate / ideal:.0%} of ideal; goal >= 85%)"
     )
     print(f"time from request to printed comparison: {total:.1f} s ({len(printed)} bytes)")
+    server = serve.process.pid
+    own = cpu["end"].get(server, 0.0) - cpu["start"].get(server, 0.0)
+    children = sum(v - cpu["start"].get(p, 0.0) for p, v in cpu["end"].items() if p != server)
+    here = cpu["self_end"][os.getpid()] - cpu["self_start"][os.getpid()]
+    print(
+        f"CPU while replaying ({os.cpu_count()} cores x {replaying:.1f} s): the server "
+        f"{own:.1f} s, its replay process {children:.1f} s, the fake provider {here:.1f} s; "
+        f"per call {own / calls * 1000:.2f} + {children / calls * 1000:.2f} + "
+        f"{here / calls * 1000:.2f} ms"
+    )
     for label, experiment_id in result["experiments"].items():
         spent = (
             sql(

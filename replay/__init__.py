@@ -21,7 +21,14 @@ from evalhouse.replay._cohort import Call, Cohort, select_cohort
 from evalhouse.replay._estimate import estimate
 from evalhouse.replay._jobs import Replays
 from evalhouse.replay._requests import Answer, Caller
-from evalhouse.replay._run import ExperimentRunner, Progress, checked_cohort, run_replay
+from evalhouse.replay._run import (
+    ExperimentRunner,
+    Progress,
+    Replayer,
+    checked_cohort,
+    replay_targets,
+    run_replay,
+)
 from evalhouse.replay._scorer import DEFAULT_SCORER, matches_recorded
 from evalhouse.replay._spec import REPLAY_USAGE, ReplaySpec, Target, parse_target
 
@@ -35,12 +42,14 @@ __all__ = [
     "ExperimentRunner",
     "Progress",
     "ReplaySpec",
+    "Replayer",
     "Replays",
     "Target",
     "checked_cohort",
     "estimate",
     "matches_recorded",
     "parse_target",
+    "replay_targets",
     "run_replay",
     "select_cohort",
 ]

@@ -22,7 +22,13 @@ from evalhouse.errors import EvalhouseError, NotFound
 from evalhouse.evaluators.results import Results
 from evalhouse.replay._cohort import select_cohort
 from evalhouse.replay._estimate import estimate
-from evalhouse.replay._run import ExperimentRunner, Progress, checked_cohort, run_replay
+from evalhouse.replay._run import (
+    ExperimentRunner,
+    Progress,
+    Replayer,
+    checked_cohort,
+    run_replay,
+)
 from evalhouse.replay._spec import ReplaySpec
 from evalhouse.store import Store
 
@@ -41,10 +47,12 @@ class Replays:
         runner: Callable[[], ExperimentRunner],
         results: Results,
         *,
+        replayer: Replayer | None = None,
         wait_seconds: float = 600.0,
     ) -> None:
         self.store = store
         self.runner = runner
+        self.replayer = replayer
         self.results = results
         self.wait_seconds = wait_seconds
         self._jobs: OrderedDict[str, Progress] = OrderedDict()
@@ -76,6 +84,7 @@ class Replays:
                 spec,
                 self.runner(),
                 self.results,
+                replayer=self.replayer,
                 progress=progress,
                 wait_seconds=self.wait_seconds,
             )

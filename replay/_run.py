@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -38,7 +39,15 @@ from evalhouse.replay._scorer import default_scorer
 from evalhouse.replay._spec import ReplaySpec, Target
 from evalhouse.store import Store
 
-__all__ = ["ExperimentRunner", "Progress", "checked_cohort", "new_id", "run_replay"]
+__all__ = [
+    "ExperimentRunner",
+    "Progress",
+    "Replayer",
+    "checked_cohort",
+    "new_id",
+    "replay_targets",
+    "run_replay",
+]
 
 Task = Callable[..., Any]  # task(*, item): the runner hands over the whole row
 _POLL_SECONDS = 0.25
@@ -67,6 +76,23 @@ class ExperimentRunner(Protocol):
     ) -> None: ...
 
 
+class Replayer(Protocol):
+    """Step 4 of a replay: every call replayed on every target of ``spec``, each target as
+    the experiment ``experiment_ids[target.label]``, each row reported to ``progress``; the
+    rows replayed per target (fewer at the budget, which ``progress.budget_stop`` then
+    explains). :func:`replay_targets` in this process, or a child process of the server
+    (``surfaces/_replay_child.py``) so the calls do not wait on the server's interpreter."""
+
+    def __call__(
+        self,
+        spec: ReplaySpec,
+        calls: Sequence[Call],
+        scorers: Sequence[str],
+        experiment_ids: dict[str, str],
+        progress: Progress,
+    ) -> dict[str, int]: ...
+
+
 def new_id() -> str:
     """A time-ordered id (UUID version 7 layout): experiment and replay ids sort by start."""
     millis = time.time_ns() // 1_000_000
@@ -91,6 +117,8 @@ class Progress:
     result: dict[str, Any] | None = None
     started_at: float = field(default_factory=time.time)
     finished_at: float | None = None
+    # Told of every row replayed: (target label, cost, failed); a child process reports so.
+    listener: Callable[[str, float | None, bool], None] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def set(self, **changes: Any) -> None:
@@ -104,6 +132,8 @@ class Progress:
             counts["done"] += 1
             counts["errors"] += int(failed)
             self.spent_usd += cost or 0.0
+            if self.listener is not None:
+                self.listener(label, cost, failed)
 
     def json(self) -> dict[str, Any]:
         with self._lock:
@@ -339,18 +369,47 @@ def _benchmark(results: Results, spec: ReplaySpec) -> dict[str, Any]:
     return body
 
 
+def replay_targets(
+    runner: ExperimentRunner,
+    spec: ReplaySpec,
+    calls: Sequence[Call],
+    scorers: Sequence[str],
+    experiment_ids: dict[str, str],
+    progress: Progress,
+) -> dict[str, int]:
+    """The :class:`Replayer` that runs in this process, through ``runner``; it returns once
+    every span is sent."""
+    replayed: dict[str, int] = {}
+    for index, target in enumerate(spec.targets):
+        experiment_id = experiment_ids[target.label]
+        count = _replay_target(runner, spec, target, calls, scorers, experiment_id, progress)
+        replayed[target.label] = count
+        if count < len(calls):
+            left = [t.label for t in spec.targets[index + 1 :]]
+            progress.set(
+                budget_stop=f"stopped at the ${spec.budget_usd:g} budget (spent "
+                f"${progress.spent_usd:.4f}) after {count} of {len(calls)} calls on "
+                f"{target.label}" + (f"; not replayed: {', '.join(left)}" if left else "")
+            )
+            break
+    runner.flush()
+    return replayed
+
+
 def run_replay(
     store: Store,
     spec: ReplaySpec,
     runner: ExperimentRunner,
     results: Results,
     *,
+    replayer: Replayer | None = None,
     progress: Progress | None = None,
     wait_seconds: float = 600.0,
 ) -> dict[str, Any]:
     """Run the replay ``spec`` describes and return its result (``docs/replay.md``):
     ``{"cohort", "dataset", "baseline_experiment", "experiments", "benchmark", "compare",
-    "budget"}``.
+    "budget"}``. ``runner`` traces the recorded baseline; ``replayer`` replays the calls
+    (default: :func:`replay_targets` through ``runner``).
 
     >>> run_replay(store, spec, SdkRunner(), Results(store))["compare"]["openai:gpt-4o-mini"]
     ... # doctest: +SKIP
@@ -375,23 +434,10 @@ def run_replay(
     )
     runner.flush()
     progress.set(state="replaying")
-    ids: dict[str, str] = {}
-    replayed: dict[str, int] = {}
-    for index, target in enumerate(spec.targets):
-        experiment_id = new_id()
-        count = _replay_target(runner, spec, target, calls, scorers, experiment_id, progress)
-        if count:
-            ids[target.label] = experiment_id
-            replayed[target.label] = count
-        if count < len(calls):
-            left = [t.label for t in spec.targets[index + 1 :]]
-            progress.set(
-                budget_stop=f"stopped at the ${spec.budget_usd:g} budget (spent "
-                f"${progress.spent_usd:.4f}) after {count} of {len(calls)} calls on "
-                f"{target.label}" + (f"; not replayed: {', '.join(left)}" if left else "")
-            )
-            break
-    runner.flush()
+    ids = {target.label: new_id() for target in spec.targets}
+    replayer = replayer or functools.partial(replay_targets, runner)
+    replayed = {k: n for k, n in replayer(spec, calls, scorers, ids, progress).items() if n}
+    ids = {label: ids[label] for label in replayed}
     progress.set(state="scoring")
     expected = {baseline_id: len(calls), **{ids[k]: n for k, n in replayed.items()}}
     _wait(store, expected, len(scorers), wait_seconds)

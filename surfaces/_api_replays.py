@@ -23,13 +23,21 @@ from evalhouse.online import decode_body
 from evalhouse.replay import REPLAY_USAGE, Replays, ReplaySpec
 from evalhouse.store import Store
 from evalhouse.surfaces._api_common import threaded
-from evalhouse.surfaces._replay_sdk import sdk_runner
+from evalhouse.surfaces._replay_child import ChildReplayer
+from evalhouse.surfaces._replay_sdk import collector_endpoint, sdk_runner
 
 __all__ = ["routes"]
 
 
 def routes(store: Store, settings: Settings) -> list[Route]:
-    replays = Replays(store, lambda: sdk_runner(settings), Results.from_settings(store, settings))
+    replays = Replays(
+        store,
+        lambda: sdk_runner(settings),
+        Results.from_settings(store, settings),
+        replayer=ChildReplayer(
+            collector_endpoint(settings), next(iter(settings.api_key_values()), None)
+        ),
+    )
 
     def spec(body: bytes, *, need_models: bool = True) -> ReplaySpec:
         return ReplaySpec.from_json(decode_body(body, REPLAY_USAGE), need_models=need_models)

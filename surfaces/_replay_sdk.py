@@ -16,7 +16,7 @@ from evalhouse.config import Settings
 from evalhouse.errors import EvalhouseError
 from evalhouse.replay import ExperimentRunner
 
-__all__ = ["SdkRunner", "sdk_runner"]
+__all__ = ["SdkRunner", "collector_endpoint", "sdk_runner"]
 
 
 def collector_endpoint(settings: Settings) -> str:

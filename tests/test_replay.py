@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import openai
+import psutil
 import pytest
 from conftest import clone_database, collector_settings, wait_for
 from fake_openai import FakeOpenAI, fake_openai
@@ -382,6 +383,53 @@ def test_a_budget_stops_the_replay_and_says_how_far_it_got(env: Env) -> None:
     assert "not replayed: openai:gpt-4.1-nano" in budget["message"]
     assert 4 <= budget["replayed"]["openai:gpt-4o-mini"] <= 10
     assert budget["spent_usd"] <= per_call * 8
+
+
+def replay_processes() -> list[psutil.Process]:
+    """This server's replay processes (spawned by multiprocessing)."""
+    return [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if "spawn_main" in " ".join(child.cmdline())
+    ]
+
+
+def test_a_killed_replay_process_fails_the_replay_and_the_server_replays_again(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The calls go out from a child process (surfaces/_replay_child.py): killing it fails
+    that replay with its exit code, and the next replay works."""
+    monkeypatch.setattr(env.replay, "delay_seconds", 0.5)
+    body = {
+        "filter": "tag:replay-main",
+        "since": "1h",
+        "models": ["openai:gpt-4o-mini"],
+        "base_url": env.replay.base_url,
+        "name": "killed",
+        "concurrency": 1,
+    }
+    status, started = env.call("POST", "/api/replays", body)
+    assert status == 202, started
+    path = f"/api/replays/{started['id']}"
+
+    def replaying() -> Any:
+        progress = env.call("GET", path)[1]
+        return (
+            progress["state"] == "replaying"
+            and progress["models"]["openai:gpt-4o-mini"]["done"] >= 1
+            and replay_processes()
+        )
+
+    children = wait_for(replaying, timeout=60, interval=0.1)
+    assert len(children) == 1, children
+    children[0].kill()
+    failed = wait_for(lambda: (p := env.call("GET", path)[1])["state"] == "failed" and p, 30)
+    assert "the replay's process ended (exit code -9)" in failed["error"], failed
+    assert "start the replay again" in failed["error"]
+    monkeypatch.setattr(env.replay, "delay_seconds", 0.0)
+    again = replayed(env, {**body, "name": "after-kill", "concurrency": 4})
+    assert again["models"]["openai:gpt-4o-mini"] == {"done": 30, "total": 30, "errors": 0}
+    assert wait_for(lambda: not replay_processes(), timeout=20, interval=0.1)
 
 
 @pytest.mark.parametrize(
