@@ -681,3 +681,32 @@ def test_usage_buckets_carry_the_mean_of_each_score(seeded: Store, api: str) -> 
         assert means["gpt-4o"] == {"helpful": 1.0}  # the oi-agent trace's model
     _, none = get(api, "/api/usage", interval="1d", filter="status:error")
     assert all(b["scores"] == {} for b in none["buckets"])
+
+
+def test_a_page_reads_every_version_of_its_traces_however_small_the_batch() -> None:
+    """``collect`` asks for the page and a few rows more (a rare search term costs a granule
+    per row asked for); a trace whose unmerged versions outnumber the batch is read again in
+    a larger one, so the page shows its latest version and every trace once."""
+    from evalhouse.explorer._query import collect
+
+    table = sorted(
+        [{"t": 9, "id": "a", "version": v, "is_deleted": 0} for v in range(1, 15)]
+        + [{"t": 8, "id": "b", "version": 1, "is_deleted": 0}]
+        + [{"t": 7, "id": "c", "version": v, "is_deleted": 0} for v in (3, 1, 2)]
+        + [{"t": 6, "id": "d", "version": 1, "is_deleted": 0}],
+        key=lambda row: (-row["t"], row["id"]),
+    )
+    asked: list[int] = []
+
+    def fetch(after: list[Any] | None, n: int) -> list[dict[str, Any]]:
+        asked.append(n)
+        rows = [r for r in table if after is None or (r["t"], r["id"]) < tuple(after)]
+        return rows[:n]
+
+    page, after = collect(fetch, ["t", "id"], ["t", "id"], None, 1)
+    assert [(r["id"], r["version"]) for r in page] == [("a", 14)] and after == [9, "a"]
+    assert asked[0] == 6 and max(asked) >= 15, asked
+    page, after = collect(fetch, ["t", "id"], ["t", "id"], after, 2)
+    assert [(r["id"], r["version"]) for r in page] == [("b", 1), ("c", 3)]
+    page, after = collect(fetch, ["t", "id"], ["t", "id"], after, 2)
+    assert [r["id"] for r in page] == ["d"] and after is None
