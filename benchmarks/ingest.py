@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import queue
 import random
 import shutil
@@ -337,6 +338,23 @@ def start_serve(data_dir: Path) -> Serve:
         time.sleep(0.05)
     serve.api = json.loads((data_dir / "server.json").read_text())["api"]
     return serve
+
+
+def cpu_seconds(pid: int) -> dict[int, float]:
+    """CPU seconds used so far by ``pid`` and each of its living descendants (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    used: dict[int, float] = {}
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            used[current] = (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError, ValueError):
+            continue
+    return used
 
 
 def sql(serve: Serve, query: str) -> int:

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the OpenAI-compatible server the tests use
 
 from fake_openai import fake_openai  # noqa: E402
-from ingest import BenchmarkError, Serve, sql, start_serve  # noqa: E402
+from ingest import BenchmarkError, Serve, cpu_seconds, sql, start_serve  # noqa: E402
 
 EXPORT_METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 GOAL_LAG_P95_S = 10.0
@@ -352,6 +352,9 @@ def one_run(args: argparse.Namespace, root: Path, *, with_rule: bool, judge: Any
                 },
             )
             mark = len(judge.requests)
+            server_cpu = sum(cpu_seconds(serve.process.pid).values())
+            own_cpu = time.process_time()
+            backlog_started = time.monotonic()
             api(serve, "POST", "/api/rules/judge-backlog/backfill?since=1h")
             expected = api(serve, "POST", "/api/rules/judge-backlog/estimate?since=1h")["sampled"]
             wait_until(
@@ -362,6 +365,8 @@ def one_run(args: argparse.Namespace, root: Path, *, with_rule: bool, judge: Any
                 600,
                 serve,
             )
+            server_cpu = sum(cpu_seconds(serve.process.pid).values()) - server_cpu
+            own_cpu = time.process_time() - own_cpu
             arrivals = sorted(judge.arrivals[mark:])
             span = arrivals[-1] - arrivals[0] + args.judge_ms / 1000
             achieved = len(arrivals) / span
@@ -370,6 +375,15 @@ def one_run(args: argparse.Namespace, root: Path, *, with_rule: bool, judge: Any
             result["judge_calls_per_s"] = achieved
             result["judge_ideal_per_s"] = ideal
             result["judge_efficiency"] = achieved / ideal
+            # CPU per judge call: the server (rule, judge client, scores) and this process
+            # (the fake judge, and the polling), over the whole backlog.
+            result["judge_cpu_ms_per_call"] = {
+                "server": server_cpu / len(arrivals) * 1000,
+                "fake_judge": own_cpu / len(arrivals) * 1000,
+            }
+            result["judge_cpu_share"] = (server_cpu + own_cpu) / (
+                (os.cpu_count() or 1) * (time.monotonic() - backlog_started)
+            )
             status = api(serve, "GET", "/api/rules/live-quality")["status"]
             result["live_spend_usd"] = status["spend_today_usd"]
     finally:
@@ -409,6 +423,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="keep the data directories here")
     args = parser.parse_args()
     root = args.data or Path(tempfile.mkdtemp(prefix="evalhouse-online-"))
+    root.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         holder: dict[str, _Judge] = {}
         fake = stack.enter_context(
@@ -459,6 +474,11 @@ def main() -> int:
         f"({CONCURRENCY} at once, {args.judge_ms:g} ms): {with_rule['judge_efficiency']:.0%} "
         f"(goal >= {GOAL_JUDGE_EFFICIENCY:.0%}: "
         f"{'met' if with_rule['judge_efficiency'] >= GOAL_JUDGE_EFFICIENCY else 'MISSED'})"
+    )
+    cpu = with_rule["judge_cpu_ms_per_call"]
+    print(
+        f"    CPU per judge call: the server {cpu['server']:.2f} ms, the fake judge "
+        f"{cpu['fake_judge']:.2f} ms; the machine {with_rule['judge_cpu_share']:.0%} busy"
     )
     print(
         f"  ingest burst ({args.burst:,} traces, {2 * args.burst:,} spans): without the rule "

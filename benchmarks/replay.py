@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the OpenAI-compatible server the tests use
 
 from fake_openai import fake_openai  # noqa: E402
-from ingest import BenchmarkError, Serve, sql, start_serve  # noqa: E402
+from ingest import BenchmarkError, Serve, cpu_seconds, sql, start_serve  # noqa: E402
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter  # noqa: E402
 from opentelemetry.sdk.resources import Resource  # noqa: E402
 from opentelemetry.sdk.trace import TracerProvider  # noqa: E402
@@ -92,23 +92,6 @@ def reply(body: dict[str, Any]) -> str:
     text = body["messages"][-1]["content"]
     number = text.split("number ", 1)[1].split("?", 1)[0]
     return f"City{number}" if body["model"] == "gpt-4o-mini" or int(number) % 3 else "Unsure"
-
-
-def cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds used so far by ``pid`` and each of its living descendants (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    used: dict[int, float] = {}
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            used[current] = (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError, ValueError):
-            continue
-    return used
 
 
 def main() -> int:

@@ -33,7 +33,7 @@ from evalhouse.evaluators._messages import input_messages, json_or_text, output_
 from evalhouse.evaluators._summary_rows import MESSAGE_KEYS, MESSAGE_PREFIXES
 from evalhouse.evaluators._tree import MODEL_CALLS, CallTree
 from evalhouse.evaluators._values import EXPECTED, INPUT, METADATA, OUTPUT, ValueKeys, value_json
-from evalhouse.store import Store
+from evalhouse.store import Store, in_ids
 
 __all__ = ["FIELDS", "Values", "check_mapping", "json_text", "target_values", "trace_values"]
 
@@ -102,11 +102,11 @@ SELECT TraceId, SpanId, ParentSpanId, LlmOperation, toUnixTimestamp64Nano(Timest
     if(LlmOperation IN ({calls}),
        arrayFilter((a, n) -> startsWith(n, 'gen_ai.content.'), Events.Attributes, Events.Name), [])
 FROM otel_traces
-WHERE TraceId IN {{ids:Array(String)}}
+WHERE {ids_in}
   AND Timestamp >= (SELECT toDateTime64(min(Start), 9, 'UTC') FROM otel_traces_trace_id_ts
-                    WHERE TraceId IN {{ids:Array(String)}})
+                    WHERE {ids_in})
   AND Timestamp < (SELECT toDateTime64(max(End), 9, 'UTC') + INTERVAL 1 SECOND
-                   FROM otel_traces_trace_id_ts WHERE TraceId IN {{ids:Array(String)}})
+                   FROM otel_traces_trace_id_ts WHERE {ids_in})
 LIMIT 1 BY TraceId, SpanId"""
 
 
@@ -134,6 +134,7 @@ def target_values(
             calls=_keys(sorted(MODEL_CALLS)),
             messages=_keys(MESSAGE_KEYS),
             prefixes=_PREFIXES,
+            ids_in=in_ids("TraceId", "ids"),  # a backfill's batch can be long
         )
         params = {"ids": ids, "extra": _attribute_names(mapping)}
         for row in store.query(sql, params):
@@ -274,9 +275,9 @@ def json_text(value: Any) -> str:
     return "" if value is None else json.dumps(value, ensure_ascii=False, default=str)
 
 
-_DETAILS = """
+_DETAILS = f"""
 SELECT trace_id, session_id, user_id, tags, models, root_name, service_name
-FROM trace_summaries FINAL WHERE trace_id IN {ids:Array(String)}"""
+FROM trace_summaries FINAL WHERE {in_ids("trace_id", "ids")}"""
 
 
 def trace_values(

@@ -96,6 +96,7 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
         "SpanSink",
         "Store",
         "Topology",
+        "in_ids",
         "migrate",
         "quote_identifier",
         "redact_dsn",

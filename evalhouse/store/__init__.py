@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from evalhouse.store._client import Store, quote_identifier, redact_dsn
+from evalhouse.store._client import Store, in_ids, quote_identifier, redact_dsn
 from evalhouse.store._dataset_schema import ROWS_TABLE, STAGING_TABLE, VERSIONS_TABLE
 from evalhouse.store._evaluator_schema import EVALUATOR_SCOPE, SHARDS
 from evalhouse.store._experiment_index_schema import EXPERIMENT_SPAN
@@ -84,6 +84,7 @@ __all__ = [
     "Store",
     "Topology",
     "envelope_class",
+    "in_ids",
     "ingest_class",
     "item_fields",
     "lenient_class",

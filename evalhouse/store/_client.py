@@ -454,6 +454,19 @@ def quote_identifier(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+def in_ids(column: str, parameter: str) -> str:
+    """``column IN`` the strings of the query parameter ``parameter`` (an ``Array(String)``),
+    for lists that can be long. Written as ``column IN {ids:Array(String)}`` the list becomes
+    literals of the query: 6 us an id up to 25,000 ids, then 5.3-5.6 s at 27,000-30,000 (a
+    cliff, measured on the embedded engine); through ``arrayJoin`` it stays at 6 us an id
+    (181 ms at 27,000), and costs about 1 ms more than the literals for short lists.
+
+    >>> in_ids("trace_id", "ids")
+    'trace_id IN (SELECT arrayJoin({ids:Array(String)}))'
+    """
+    return f"{column} IN (SELECT arrayJoin({{{parameter}:Array(String)}}))"
+
+
 def _connection_reason(text: str) -> str | None:
     """'[Errno 111] Connection refused' out of a urllib3 error chain, if there is one."""
     match = re.search(r"\[Errno -?\d+\] ([^'\")]+)", text)
