@@ -141,10 +141,13 @@ class RuleRunner:
 
     # --- the cycle ----------------------------------------------------------------------------
 
-    async def cycle(self, view: LeaseView, shards: Sequence[int]) -> int:
+    async def cycle(self, view: LeaseView, shards: Sequence[int], *, decide: bool = True) -> int:
         """One look at every enabled rule in ``shards``; returns the work done (targets
-        decided and scorer runs started), 0 when idle."""
+        decided and scorer runs started), 0 when idle. Without ``decide`` (the collector is
+        behind), only results are stored and queued runs started."""
         await self.flush()
+        if not decide:
+            return self._start(view)
         rules = [r for r in await asyncio.to_thread(read_rules, self.store) if r.enabled]
         self._forget(rules, set(shards))
         if not rules or not shards:

@@ -192,6 +192,9 @@ class Summarizer:
         self._version = 0
         # Whether the last run stopped at its span budget rather than at the quiet horizon.
         self.behind = False
+        # This cycle was left to ingest: the online rules leave it too (their targets are
+        # these rows, and their queries would hold the store the collector is writing to).
+        self.deferred = False
 
     def forget(self, keep: set[int]) -> None:
         """Drop the cursors of shards no longer leased (their new owner resumes them)."""
@@ -203,7 +206,8 @@ class Summarizer:
         """Summarize what changed in ``shards`` up to ``now_ms - quiet_ms``; traces written."""
         if not shards:
             return 0
-        if self._deferring():
+        self.deferred = self._deferring()
+        if self.deferred:
             self.behind = True
             return 0
         new = [s for s in shards if s not in self._cursor]

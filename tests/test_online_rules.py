@@ -635,3 +635,44 @@ def test_the_rules_and_datasets_commands(
     )
     assert bad.returncode == 1
     assert bad.stderr.startswith("evalhouse rules: a rule named 'own' exists")
+
+
+def test_while_the_collector_is_behind_neither_summaries_nor_rules_read_the_store(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``evalhouse serve`` tells the daemon when its collector has spans to write: summaries
+    wait (for at most 30 s), and the rules, whose targets are those rows, do not look for
+    targets either (their queries would hold the store the collector writes to)."""
+    from evalhouse.evaluators import _online
+
+    looked: list[str] = []
+    real = _online.find_targets
+
+    def counted(store: Store, rule: Any, **kwargs: Any) -> Any:
+        looked.append(rule.name)
+        return real(store, rule, **kwargs)
+
+    monkeypatch.setattr(_online, "find_targets", counted)
+    rule(env, name="ingest-first", filter="tag:ingest-first", scorers=[NAMES_PARIS], sample=1.0)
+    ids = emit(env, 3, tag="ingest-first")
+    behind = threading.Event()
+    behind.set()
+    settings = env.online.settings.model_copy(update={"evaluator_poll_seconds": 0.1})
+    evaluator = Evaluator(settings, env.store, busy=behind.is_set)
+    evaluator.start()
+    try:
+        time.sleep(2.0)  # about 15 cycles
+        assert looked == []
+        summarized = env.store.query(
+            "SELECT count() FROM trace_summaries WHERE trace_id IN {ids:Array(String)}",
+            {"ids": ids},
+        )
+        assert summarized == [(0,)]
+        behind.clear()
+        wait_for(lambda: status(env, "ingest-first")["scored"] >= 3, timeout=60, interval=0.1)
+        assert "ingest-first" in looked
+    except BaseException:
+        print(where_the_daemon_is(env))
+        raise
+    finally:
+        evaluator.stop()
