@@ -134,6 +134,9 @@ class RuleRunner:
         self._flush_lock = asyncio.Lock()
         self._running = 0  # scorer runs started and not returned
         self._view: LeaseView | None = None  # the last leases seen, to start runs between cycles
+        self._go = asyncio.Event()  # cleared while the collector is behind: runs wait
+        self._go.set()
+        self._slots = asyncio.Semaphore(pool.concurrency)
 
     @property
     def busy(self) -> bool:
@@ -141,13 +144,16 @@ class RuleRunner:
 
     # --- the cycle ----------------------------------------------------------------------------
 
-    async def cycle(self, view: LeaseView, shards: Sequence[int], *, decide: bool = True) -> int:
+    async def cycle(self, view: LeaseView, shards: Sequence[int], *, hold: bool = False) -> int:
         """One look at every enabled rule in ``shards``; returns the work done (targets
-        decided and scorer runs started), 0 when idle. Without ``decide`` (the collector is
-        behind), only results are stored and queued runs started."""
+        decided and scorer runs started), 0 when idle. With ``hold`` (the collector is behind
+        by a burst) results are stored, and nothing is decided or scored until a cycle
+        without it: a judge call costs the server ten times the CPU of storing a trace."""
         await self.flush()
-        if not decide:
-            return self._start(view)
+        if hold:
+            self._go.clear()
+            return 0
+        self._go.set()
         rules = [r for r in await asyncio.to_thread(read_rules, self.store) if r.enabled]
         self._forget(rules, set(shards))
         if not rules or not shards:
@@ -493,7 +499,9 @@ class RuleRunner:
 
     async def _score(self, owed: _Owed) -> None:
         try:
-            outcome = await self.pool.run(owed.item)
+            async with self._slots:  # the gate is looked at by a run about to call its scorer
+                await self._go.wait()
+                outcome = await self.pool.run(owed.item)
         finally:
             self._running -= 1
         self._results.append((owed, outcome))

@@ -206,7 +206,7 @@ class Worker:
         await self._checkpoint(shards, horizon)
         summarized = await asyncio.to_thread(self.summarizer.run, shards, view.now())
         summarized += int(self.summarizer.behind)  # a backlog left: not idle
-        ruled = await self.rules.cycle(view, shards, decide=not self.summarizer.deferred)
+        ruled = await self.rules.cycle(view, shards, hold=self.summarizer.deferred)
         return CycleStats(
             len(shards), len(candidates), len(computed), begun, len(self._queue), summarized, ruled
         )

@@ -676,3 +676,37 @@ def test_while_the_collector_is_behind_neither_summaries_nor_rules_read_the_stor
         raise
     finally:
         evaluator.stop()
+
+
+def test_while_the_collector_is_behind_decided_targets_wait_to_be_scored(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Targets already decided wait too: no judge call starts while the collector is behind
+    (one judge call costs the server ten times the CPU of storing a trace), and they are all
+    scored once it has caught up."""
+    judge = {"name": "llm_judge:helpfulness", "options": {"model": "gpt-4o-mini"}}
+    rule(env, name="judge-waits", filter="tag:judge-waits", scorers=[judge], sample=1.0)
+    emit(env, 12, tag="judge-waits")
+    monkeypatch.setattr(env.judge, "delay_seconds", 0.3)
+    mark = len(env.judge.requests)
+    behind = threading.Event()
+    settings = env.online.settings.model_copy(
+        update={"evaluator_poll_seconds": 0.1, "evaluator_scorer_concurrency": 1}
+    )
+    evaluator = Evaluator(settings, env.store, busy=behind.is_set)
+    evaluator.start()
+    try:
+        wait_for(lambda: len(env.judge.requests) - mark >= 2, timeout=60, interval=0.05)
+        behind.set()
+        time.sleep(1.0)  # a cycle sees it; the call under way ends
+        held = len(env.judge.requests)
+        time.sleep(1.5)
+        assert len(env.judge.requests) == held < mark + 12
+        behind.clear()
+        wait_for(lambda: status(env, "judge-waits")["scored"] >= 12, timeout=60, interval=0.1)
+        assert len(env.judge.requests) - mark == 12
+    except BaseException:
+        print(where_the_daemon_is(env))
+        raise
+    finally:
+        evaluator.stop()
