@@ -222,12 +222,14 @@ export function costTitle(kind) {
   return PROVENANCE[kind] || kind || "";
 }
 
-/** A time as a list shows it: the clock today, the date otherwise. */
+/** A time as a list shows it: the clock today, the date and the clock otherwise ("6 Dec
+ * 23:10", which may break before the clock: a narrow table wraps it rather than overflow). */
 export function clock(value) {
   const d = toDate(value);
   if (!d) return "–";
   if (d.toDateString() === new Date().toDateString()) return d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  return d.toLocaleString("en-GB", { day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+  const day = d.toLocaleDateString("en-GB", { day: "numeric", month: "short" }).replace(" ", "\u00a0");
+  return `${day} ${d.toLocaleTimeString("en-GB", { hour: "2-digit", minute: "2-digit" })}`;
 }
 
 /** A length of time that may run to hours or days (a session): "4.9 h", "2.1 days". */

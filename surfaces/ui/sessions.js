@@ -101,7 +101,7 @@ export async function render(root) {
           ? h("button", { type: "button", class: "cell-filter", title: `filter: ${term("user", row.user_id)}`, "data-filter": term("user", row.user_id), onclick: () => change({ filter: withTerm(state.filter, term("user", row.user_id)) }) }, row.user_id)
           : h("span", { class: "muted" }, "–"),
       ),
-      h("td", { class: "nowrap", title: `${fmt.time(row.start_time)} – ${fmt.time(row.end_time)}` }, clock(row.end_time)),
+      h("td", { title: `${fmt.time(row.start_time)} – ${fmt.time(row.end_time)}` }, clock(row.end_time)),
       h("td", { class: "num" }, longDuration(lengthMs(row))),
       h("td", { class: "num" }, fmt.int(row.traces)),
       h("td", { class: "num" }, fmt.int(row.llm_calls)),

@@ -242,7 +242,7 @@ export async function render(root) {
         },
       },
       h("td", { class: "pick-cell" }, pick(row.trace_id)),
-      h("td", { class: "nowrap", title: fmt.time(row.start_time) }, clock(row.start_time)),
+      h("td", { title: fmt.time(row.start_time) }, clock(row.start_time)),
       h(
         "td",
         { class: "root-cell" },
