@@ -183,6 +183,22 @@ def run_cli(
 
 
 def start_serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServeProcess:
+    """Start ``evalhouse serve`` on free ports; once more on others when a port picked free
+    was taken before serve bound it (another test worker's process got there first)."""
+    for attempt in range(3):
+        try:
+            return _start_serve(data_dir, *extra, env=env)
+        except _PortTaken:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(Exception):
+    pass
+
+
+def _start_serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) -> ServeProcess:
     grpc_port, http_port, ui_port = free_port(), free_port(), free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     log = data_dir.parent / f"{data_dir.name}-serve.log"
@@ -213,6 +229,9 @@ def start_serve(data_dir: Path, *extra: str, env: dict[str, str] | None = None) 
 
     def ready() -> bool:
         if process.poll() is not None:
+            told = log.read_text()[offset:]
+            if "Address already in use" in told:
+                raise _PortTaken(told)
             pytest.fail(f"evalhouse serve exited early:\n{log.read_text()}")
         return "Ctrl-C to stop." in log.read_text()[offset:]
 
