@@ -13,9 +13,11 @@ client, against a local OpenAI-compatible server that answers after ``--judge-ms
    tokens). The rule's delay (quiet period) is ``--delay`` s. Lag: for every target scored
    live, from the moment it was ready (its last span stored + the delay) to its score stored
    (``rule_targets.ready_at`` → ``scored_at``), p50 / p95.
-2. **Ingest**: the load process sends ``--burst`` traces as fast as it can; throughput is
-   spans stored per second until the last is queryable. With the rule on, the daemon
-   summarizes and scores them meanwhile (the judge's 10% of them).
+2. **Ingest**: the load process sends ``--burst`` traces (150,000: 300,000 spans, several
+   seconds; 40,000 lasted two and was too noisy to tell) as fast as it can; throughput is
+   spans stored per second until the last is queryable. With the rule on, a second rule
+   samples 10% of the burst; rules and summaries wait while the collector is behind
+   (``docs/online.md``), then every sampled burst trace is scored before step 3.
 3. **Judge throughput** (second run only): a backfill of a second rule (every burst trace,
    ``sample = 1``, at most ``--judge-calls``) puts a backlog in front of the judge; the
    calls per second the judge server receives, against the ideal: the scorer concurrency
@@ -231,6 +233,32 @@ def summarized(serve: Serve, traces: int) -> float:
     )
 
 
+def all_scored(serve: Serve, tag: str, traces: int) -> float:
+    """Seconds until the rule ``<tag>-quality`` (sample 0.1) has scored every trace of
+    ``tag`` its sampling picks (all ``traces`` summarized first)."""
+    rule = f"{tag}-quality"
+    expected = sql(
+        serve,
+        f"SELECT count() FROM trace_summaries WHERE has(tags, '{tag}') AND "
+        f"cityHash64(concat('{rule}', ':', trace_id)) < {int(0.1 * 2**64)}",
+    )
+    if not expected:
+        raise BenchmarkError(f"none of the {traces:,} {tag} traces was sampled")
+    return wait_until(
+        f"the {tag} targets to be scored",
+        lambda: (
+            sql(
+                serve,
+                f"SELECT count() FROM rule_targets FINAL WHERE rule = '{rule}' "
+                "AND state = 'scored'",
+            )
+            >= expected * 0.999
+        ),
+        600,
+        serve,
+    )
+
+
 def rows(serve: Serve, query: str) -> list[dict[str, Any]]:
     request = urllib.request.Request(
         f"{serve.api}/api/sql",
@@ -278,25 +306,7 @@ def one_run(args: argparse.Namespace, root: Path, *, with_rule: bool, judge: Any
         result["live_rate"] = sent / took
         result["summaries_after_load_s"] = summarized(serve, sent)
         if with_rule:
-            expected = sql(
-                serve,
-                "SELECT count() FROM trace_summaries WHERE has(tags, 'live') AND "
-                f"cityHash64(concat('live-quality', ':', trace_id)) < {int(0.1 * 2**64)}",
-            )
-            drain = wait_until(
-                "the live targets to be scored",
-                lambda: (
-                    sql(
-                        serve,
-                        "SELECT count() FROM rule_targets FINAL WHERE rule = 'live-quality' "
-                        "AND state = 'scored'",
-                    )
-                    >= expected * 0.999
-                    and expected > 0
-                ),
-                600,
-                serve,
-            )
+            drain = all_scored(serve, "live", sent)
             # From ready (quiet for the delay) to scored, and its two parts: waiting for the
             # trace's row (the summarizer's, which the filter reads) and the rule's own work.
             found = rows(
@@ -332,15 +342,10 @@ def one_run(args: argparse.Namespace, root: Path, *, with_rule: bool, judge: Any
         result["ingest_spans_per_s"] = 2 * sent / (time.monotonic() - started)
         # 3. judge throughput on a backlog
         if with_rule:
-            wait_until(
-                "the burst's sampled targets to be scored",
-                lambda: (
-                    api(serve, "GET", "/api/rules/burst-quality")["status"]["pending"] == 0
-                    and api(serve, "GET", "/api/rules/burst-quality")["status"]["scored"] > 0
-                ),
-                600,
-                serve,
-            )
+            # Every trace stored so far has its row, then every sampled one its score: the
+            # backlog below starts with nothing of the burst rule left.
+            summarized(serve, before // 2 + sent)
+            all_scored(serve, "burst", sent)
             api(
                 serve,
                 "POST",
@@ -428,7 +433,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="live phase length")
     parser.add_argument("--delay", type=float, default=2.0, help="the rule's quiet period (s)")
     parser.add_argument("--judge-ms", type=float, default=50.0, help="judge latency")
-    parser.add_argument("--burst", type=int, default=40_000, help="traces of the ingest burst")
+    parser.add_argument(
+        "--burst", type=int, default=150_000, help="traces of the ingest burst (2 spans each)"
+    )
     parser.add_argument("--judge-calls", type=int, default=4_000, help="judge backlog size")
     parser.add_argument("--data", type=Path, help="keep the data directories here")
     args = parser.parse_args()
