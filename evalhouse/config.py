@@ -270,7 +270,7 @@ class Settings(BaseSettings):
         120.0,
         gt=0,
         description="Length of a work lease; at least twice evaluator_scorer_timeout. A stopped "
-        "worker's share is taken over within 1.5 leases.",
+        "worker's share is taken over within two leases (about 200 s by default).",
     )
     evaluator_scorer_timeout: float = Field(
         60.0, gt=0, description="Seconds one scorer call may take before it is a scorer error."

@@ -8,8 +8,11 @@ concurrent claims the first one stored wins and the others are dropped by ClickH
 the claim back tells every worker who the owner is (``tests/test_evaluator_claims.py`` checks
 this with racing threads).
 
-- An owner renews its shards for the next epoch half-way through the current one; others
-  only claim shards nobody holds in the *current* epoch, so a live owner never loses a shard.
+- An owner renews its shards for the next epoch half-way through the current one, or
+  earlier when the worker asks (``renew_ahead_seconds``: a worker that starts a scorer only
+  with the scorer's timeout left on its lease renews before the lease falls below that, or no
+  scorer could start for the seconds between); others only claim shards nobody holds in the
+  *current* epoch, so a live owner never loses a shard.
 - Each worker holds at most ``ceil(SHARDS / live workers)`` shards (heartbeats in
   ``evaluator_workers``); an owner with too many stops renewing the extra ones, and the
   newcomer claims them when the next epoch starts. A worker that stops on purpose removes its
@@ -68,11 +71,15 @@ class Leases:
         lease_seconds: float,
         cluster: bool = False,
         clock: Clock | None = None,
+        renew_ahead_seconds: float = 0.0,
     ) -> None:
         self.store = store
         self.worker = worker
         self.clock = clock or ServerClock(store)
         self.lease_ms = max(1, int(lease_seconds * 1000))
+        # Renew half-way through an epoch, or once less than renew_ahead is left of it.
+        ahead_ms = int(renew_ahead_seconds * 1000)
+        self._renew_at_ms = max(0, min(self.lease_ms // 2, self.lease_ms - ahead_ms))
         # Replicas must see the claim that won, not a stale copy.
         self._read_settings = {"select_sequential_consistency": 1} if cluster else None
         self._last_heartbeat_ms = -(10**18)
@@ -99,7 +106,7 @@ class Leases:
                 self._claim(shard, epoch)
             claims = self._claims(epoch)
             mine = [s for s in self._preference if claims.get((s, epoch)) == self.worker]
-        if now - epoch * self.lease_ms >= self.lease_ms // 2:
+        if now - epoch * self.lease_ms >= self._renew_at_ms:
             keep = mine[:target]
             renew = [s for s in keep if (s, epoch + 1) not in claims]
             if renew:

@@ -45,6 +45,8 @@ VISIBILITY_MARGIN_MS = 60_000
 _MARGIN_SCAN_SECONDS = 15.0
 _CHUNK_TRACES = 2_000
 _FLUSH_SECONDS = 0.5
+# How long before a lease would fall below the score margin it is renewed (at most).
+_RENEW_SLACK_MS = 15_000
 # Scorer runs remembered while waiting for a free slot; beyond it they stay in ClickHouse
 # (the cursor holds back) and are found again.
 _MAX_QUEUED = 200_000
@@ -152,15 +154,23 @@ class Worker:
         self.id = worker_id
         self.pool = pool
         self.observer = observer
+        lease_ms = int(config.lease_seconds * 1000)
+        self._compute_margin_ms = min(10_000, lease_ms // 4)
+        self._score_margin_ms = int(config.scorer_timeout * 1000) + min(5_000, lease_ms // 10)
+        # Renewed while a cycle or two can still pass before the lease falls below the score
+        # margin: renewing only half-way left 5 s of each 120 s lease (time left 65 -> 60 s)
+        # when no scorer could start (benchmarks/README.md, online evaluation).
+        renew_ahead_ms = self._score_margin_ms + min(_RENEW_SLACK_MS, lease_ms // 10)
         self.leases = Leases(
-            store, worker_id, lease_seconds=config.lease_seconds, cluster=config.cluster
+            store,
+            worker_id,
+            lease_seconds=config.lease_seconds,
+            cluster=config.cluster,
+            renew_ahead_seconds=renew_ahead_ms / 1000,
         )
         self.summarizer = Summarizer(
             store, quiet_ms=config.summary_quiet_ms, worker=worker_id, busy=busy
         )
-        lease_ms = int(config.lease_seconds * 1000)
-        self._compute_margin_ms = min(10_000, lease_ms // 4)
-        self._score_margin_ms = int(config.scorer_timeout * 1000) + min(5_000, lease_ms // 10)
         # Online rules score production traffic in the same shards (evaluators/_online.py).
         self.rules = RuleRunner(store, worker_id, pool, score_margin_ms=self._score_margin_ms)
         self._cursor: dict[int, int] = {}  # shard -> scanned up to (ms), ahead of checkpoint
