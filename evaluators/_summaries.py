@@ -111,10 +111,29 @@ _SPAN_COLUMNS = f"""
         AS event_names,
     if(model_call, arrayFilter((a, n) -> startsWith(n, 'gen_ai.content.'),
         Events.Attributes, Events.Name), []) AS event_attributes"""
+# The traces with a span in a slice, or given by id.
+_SLICE_IDS = f"SELECT DISTINCT TraceId FROM otel_traces WHERE {_SLICE} AND {_SHARD_OF}"
+_GIVEN_IDS = "SELECT arrayJoin({ids:Array(String)}) AS TraceId"
+_TRACE_SPANS = """
+    FROM otel_traces
+    WHERE TraceId IN ids
+      AND Timestamp >= (SELECT toDateTime64(min(Start), 9, 'UTC') FROM otel_traces_trace_id_ts
+                        WHERE TraceId IN ids)
+      AND Timestamp < (SELECT toDateTime64(max(End), 9, 'UTC') + INTERVAL 1 SECOND
+                       FROM otel_traces_trace_id_ts WHERE TraceId IN ids)"""
+# What tells whether a trace changed since its summary, and nothing more: a rescan of the
+# margin finds nearly every trace unchanged, and reading their spans whole took the server's
+# interpreter from the judges (benchmarks/README.md, online evaluation).
+_SEEN = f"""
+WITH ids AS ({_SLICE_IDS})
+SELECT TraceId, count() AS span_count, max(toUnixTimestamp64Milli(InsertedAt)) AS inserted_ms,
+    min(toUnixTimestamp64Nano(Timestamp)) AS start_ns
+{_TRACE_SPANS}
+GROUP BY TraceId"""
 # One row per trace: ClickHouse adds up the spans; Python gets the links, the root, the spans
 # that name a session, user or tags, and the model calls (2-5x faster than a row per span).
-_SPANS = f"""
-WITH ids AS (SELECT DISTINCT TraceId FROM otel_traces WHERE {_SLICE} AND {_SHARD_OF})
+_SPANS = """
+WITH ids AS ({ids})
 SELECT
     TraceId AS trace_id,
     min(span_start) AS start_ns,
@@ -136,15 +155,12 @@ SELECT
         CacheReadTokens, CacheWriteTokens, ReasoningTokens, ProvidedCostUsd, by_evaluator,
         span_inserted, messages, event_names, event_attributes), model_call) AS calls
 FROM (
-    SELECT {_SPAN_COLUMNS}
-    FROM otel_traces
-    WHERE TraceId IN ids
-      AND Timestamp >= (SELECT toDateTime64(min(Start), 9, 'UTC') FROM otel_traces_trace_id_ts
-                        WHERE TraceId IN ids)
-      AND Timestamp < (SELECT toDateTime64(max(End), 9, 'UTC') + INTERVAL 1 SECOND
-                       FROM otel_traces_trace_id_ts WHERE TraceId IN ids)
+    SELECT {columns}
+    {spans}
 )
 GROUP BY TraceId"""
+_SLICE_SPANS = _SPANS.format(ids=_SLICE_IDS, columns=_SPAN_COLUMNS, spans=_TRACE_SPANS)
+_GIVEN_SPANS = _SPANS.format(ids=_GIVEN_IDS, columns=_SPAN_COLUMNS, spans=_TRACE_SPANS)
 
 _CALL_NAMES = [f"calls.{name}" for name, _ in CALL_COLUMNS]
 _PLAIN_NAMES = [name for name, _ in SUMMARY_COLUMNS if name != "is_deleted"]
@@ -216,13 +232,13 @@ class Summarizer:
             self._stored.update(stored)
             self._cursor.update(stored)
         horizon = now_ms - self.quiet_ms
-        since = min(self._cursor[s] for s in shards)
+        since = scanned = min(self._cursor[s] for s in shards)
         started = time.monotonic()
         # Not while catching up on a backlog: the rescan would spend the cycle's budget again.
         if not self.behind and (new or started - self._margin_scanned >= _MARGIN_SCAN_SECONDS):
             since = max(0, since - VISIBILITY_MARGIN_MS)
             self._margin_scanned = started
-        written, reached = self._slices(list(shards), since, horizon)
+        written, reached = self._slices(list(shards), since, horizon, scanned)
         self.behind = reached < horizon
         for shard in shards:
             self._cursor[shard] = max(self._cursor[shard], reached)
@@ -242,15 +258,18 @@ class Summarizer:
         self._deferred_since = now  # waited long enough: one cycle now, then wait again
         return False
 
-    def _slices(self, shards: list[int], since: int, horizon: int) -> tuple[int, int]:
-        """Summarize slice after slice from ``since``; (traces written, where it stopped)."""
+    def _slices(
+        self, shards: list[int], since: int, horizon: int, scanned: int = 0
+    ) -> tuple[int, int]:
+        """Summarize slice after slice from ``since``, the slices up to ``scanned`` (read
+        before, in every shard) as a rescan; (traces written, where it stopped)."""
         written = spent = 0
         while since < horizon:
             stamps = self.store.query(
                 _STAMPS, {"shards": shards, "since": since, "upto": horizon, "limit": _STAMPS_READ}
             )
             for upto, spans in _cut(stamps, SLICE_SPANS):
-                written += self._slice(shards, since, upto, horizon)
+                written += self._slice(shards, since, upto, horizon, rescan=upto <= scanned)
                 since, spent = upto, spent + spans
                 if spent >= CYCLE_SPANS:
                     return written, since
@@ -258,20 +277,33 @@ class Summarizer:
                 break
         return written, horizon
 
-    def _slice(self, shards: list[int], since: int, upto: int, horizon: int) -> int:
-        rows = [
-            row
-            for row in self.store.query(_SPANS, {"shards": shards, "since": since, "upto": upto})
-            if row[5] <= horizon  # not quiet yet: found again once its last span is older
-        ]
+    def _slice(
+        self, shards: list[int], since: int, upto: int, horizon: int, *, rescan: bool
+    ) -> int:
+        """Summarize the traces with a span in ``(since, upto]`` that are quiet and changed.
+        A ``rescan`` (of a slice summarized before) first reads only what tells a changed
+        trace, then the spans of those."""
+        where = {"shards": shards, "since": since, "upto": upto}
+        if rescan:
+            seen = [row for row in self.store.query(_SEEN, where) if row[2] <= horizon]
+            if not seen:
+                return 0
+            stored = self._summarized([row[0] for row in seen], min(row[3] for row in seen))
+            changed = [row[0] for row in seen if stored.get(row[0]) != (row[1], row[2])]
+            if not changed:
+                return 0
+            found = self.store.query(_GIVEN_SPANS, {"ids": changed})
+        else:
+            found = self.store.query(_SLICE_SPANS, where)
+        # Not quiet yet: found again once its last span is older.
+        rows = [row for row in found if row[5] <= horizon]
         if not rows:
             return 0
-        # A trace summarized as it is now (a rescan of the margin reads tens of thousands
-        # of them) is left before the Python work.
-        stored = self._summarized([row[0] for row in rows], min(row[1] for row in rows))
+        if not rescan:
+            stored = self._summarized([row[0] for row in rows], min(row[1] for row in rows))
         summaries: list[Summary] = []
         for row in rows:
-            if stored.get(row[0]) == (row[3], row[5]):
+            if stored.get(row[0]) == (row[3], row[5]):  # summarized as it is now
                 continue
             try:
                 summaries.append(summarize(_trace(row)))
