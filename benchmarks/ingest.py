@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
 import queue
 import random
 import shutil
@@ -341,19 +340,22 @@ def start_serve(data_dir: Path) -> Serve:
 
 
 def cpu_seconds(pid: int) -> dict[int, float]:
-    """CPU seconds used so far by ``pid`` and each of its living descendants (Linux /proc)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """CPU seconds used so far by ``pid`` and each of its living descendants (found by
+    their parent ids, as ``ps`` does: a child whose spawning thread ended is still found)."""
+    import psutil
+
     used: dict[int, float] = {}
-    pending = [pid]
-    while pending:
-        current = pending.pop()
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return used
+    for process in processes:
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            used[current] = (int(fields[11]) + int(fields[12])) / tick
-            for task in Path(f"/proc/{current}/task").iterdir():
-                pending += [int(c) for c in (task / "children").read_text().split()]
-        except (FileNotFoundError, ProcessLookupError, ValueError):
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
             continue
+        used[process.pid] = times.user + times.system
     return used
 
 
