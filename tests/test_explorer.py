@@ -22,6 +22,7 @@ import openai
 import pytest
 from conftest import clone_database, collector_settings, wait_for
 from fake_openai import Usage, fake_openai
+from online_helpers import summarize_all
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
@@ -30,23 +31,11 @@ import evalhouse
 from evalhouse.asgi import AsgiServer
 from evalhouse.auth import ApiKeys
 from evalhouse.collector import Collector
-from evalhouse.evaluators._summaries import Summarizer
 from evalhouse.explorer import parse_filter
-from evalhouse.store import SCORE_COLUMNS, SHARDS, ScoreRecord, Store
+from evalhouse.store import SCORE_COLUMNS, ScoreRecord, Store
 from evalhouse.surfaces.api import api_app
 
 BIG_SESSION_TRACES = 2_100
-
-
-def summarize_all(store: Store) -> int:
-    """Run the summarizer (as the daemon does, nothing left waiting to be quiet) until idle."""
-    summarizer = Summarizer(store, quiet_ms=0, worker=f"test-{uuid.uuid4().hex[:6]}")
-    written = 0
-    while True:
-        now = store.query("SELECT toUnixTimestamp64Milli(now64(3))")[0][0] + 1
-        written += summarizer.run(range(SHARDS), now)
-        if not summarizer.behind:
-            return written
 
 
 def _emit(endpoint: str) -> int:
