@@ -258,9 +258,7 @@ class Summarizer:
         self._deferred_since = now  # waited long enough: one cycle now, then wait again
         return False
 
-    def _slices(
-        self, shards: list[int], since: int, horizon: int, scanned: int = 0
-    ) -> tuple[int, int]:
+    def _slices(self, shards: list[int], since: int, horizon: int, scanned: int) -> tuple[int, int]:
         """Summarize slice after slice from ``since``, the slices up to ``scanned`` (read
         before, in every shard) as a rescan; (traces written, where it stopped)."""
         written = spent = 0
