@@ -33,6 +33,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -210,12 +211,22 @@ CALLS = {
 }
 
 
-def time_calls(base: str, session: str, repeat: int) -> dict[str, float]:
+def data_window(store: Any) -> str:
+    """``since`` and ``until`` of the 24 h the loaded traces span (up to the newest one and a
+    second), so that a store kept with ``--data`` is timed over all its traces on every run,
+    as it was right after loading, instead of a window sliding past them."""
+    newest = store.query("SELECT toUnixTimestamp64Milli(max(start_time)) FROM trace_summaries")
+    until = datetime.fromtimestamp(newest[0][0] / 1000 + 1, UTC)
+    since = until - timedelta(hours=24)
+    return urllib.parse.urlencode({"since": since.isoformat(), "until": until.isoformat()})
+
+
+def time_calls(base: str, session: str, window: str, repeat: int) -> dict[str, float]:
     """Median milliseconds of each API call (one warm-up call first); also the number of
     rows the rare text search found, as ``matches``."""
     medians: dict[str, float] = {}
     for label, path in CALLS.items():
-        url = base + path.format(session=session)
+        url = base + path.format(session=session) + ("&" if "?" in path else "?") + window
         times = []
         for attempt in range(repeat + 1):
             started = time.perf_counter()
@@ -266,7 +277,8 @@ def run_size(spans: int, turns: int, repeat: int, data: Path | None) -> dict[str
             api_app(store, ApiKeys(frozenset()), settings), "127.0.0.1", 0, "API"
         )
         try:
-            return time_calls(f"http://127.0.0.1:{server.port}", session, repeat)
+            window = data_window(store)
+            return time_calls(f"http://127.0.0.1:{server.port}", session, window, repeat)
         finally:
             server.stop()
     finally:
