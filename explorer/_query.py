@@ -3,7 +3,7 @@ and the page loop that reads a sorted table in bounded batches.
 
 Each condition keeps the query on what the page shows: the window bounds ``start_time`` (the
 sort key of ``trace_summaries``), the filter terms hit skip indexes (bloom filters on models,
-tags, session, user; sets on status and kind), and text search uses the text index of
+tags, session, user; sets on status and service), and text search uses the text index of
 ``search_text`` for its whole words, then checks the exact text on the granules it found.
 """
 

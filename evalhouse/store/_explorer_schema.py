@@ -1,4 +1,6 @@
 """DDL of migration 13: what the production explorer reads (``docs/sql.md``, "Traces").
+Migration 15 rebuilt ``trace_summaries`` in finer granules without the ``kind`` index
+(``_summaries_layout.py``).
 
 A page of traces must cost what it shows plus a bounded time window, never a scan of the span
 table (``benchmarks/explorer.py``). On 20M spans a 24 h trace list computed from
@@ -48,7 +50,7 @@ SUMMARY_CHECKPOINTS = "trace_summary_checkpoints"
 # Metrics that ``trace_rank`` keeps in descending order (``GET /api/traces?sort=...``).
 RANKED_METRICS = ("duration_ms", "cost_usd", "total_tokens", "error_count")
 
-_SHARDING_KEY = "cityHash64(trace_id)"
+SUMMARY_SHARDING_KEY = "cityHash64(trace_id)"
 _Z = "CODEC(ZSTD(1))"
 _TIME = "DateTime64(9, 'UTC')"
 
@@ -107,38 +109,45 @@ CALL_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _declarations() -> str:
+def summary_declarations() -> str:
     plain = [f"    {name} {kind}" for name, kind in SUMMARY_COLUMNS]
     nested = ", ".join(f"{name} {kind}" for name, kind in CALL_COLUMNS)
     plain.insert(-4, f"    calls Nested({nested}) {_Z}")
     return ",\n".join(plain)
 
 
+# The skip indexes of ``trace_summaries`` (migration 13; migration 15 leaves out ``idx_kind``).
+SUMMARY_INDEXES = (
+    "    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
+    "    INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 1",
+    "    INDEX idx_user user_id TYPE bloom_filter(0.01) GRANULARITY 1",
+    "    INDEX idx_tags tags TYPE bloom_filter(0.01) GRANULARITY 1",
+    "    INDEX idx_models models TYPE bloom_filter(0.01) GRANULARITY 1",
+    "    INDEX idx_providers providers TYPE bloom_filter(0.01) GRANULARITY 1",
+    "    INDEX idx_service service_name TYPE set(256) GRANULARITY 1",
+    "    INDEX idx_root_name root_name TYPE bloom_filter(0.01) GRANULARITY 1",
+    "    INDEX idx_status status TYPE set(2) GRANULARITY 1",
+    "    INDEX idx_kind kind TYPE set(2) GRANULARITY 1",
+    "    INDEX idx_duration duration_ms TYPE minmax GRANULARITY 1",
+    "    INDEX idx_cost cost_usd TYPE minmax GRANULARITY 1",
+    "    INDEX idx_tokens total_tokens TYPE minmax GRANULARITY 1",
+    "    INDEX idx_search search_text\n"
+    "        TYPE text(tokenizer = splitByNonAlpha, preprocessor = lower(search_text))",
+)
+
+
 def _summaries(topology: Topology) -> list[str]:
     table = topology.local("trace_summaries")
+    indexes = ",\n".join(SUMMARY_INDEXES)
     return [
         f"""CREATE TABLE IF NOT EXISTS {table}{topology.on_cluster} (
-{_declarations()},
-    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1,
-    INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_user user_id TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_tags tags TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_models models TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_providers providers TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_service service_name TYPE set(256) GRANULARITY 1,
-    INDEX idx_root_name root_name TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_status status TYPE set(2) GRANULARITY 1,
-    INDEX idx_kind kind TYPE set(2) GRANULARITY 1,
-    INDEX idx_duration duration_ms TYPE minmax GRANULARITY 1,
-    INDEX idx_cost cost_usd TYPE minmax GRANULARITY 1,
-    INDEX idx_tokens total_tokens TYPE minmax GRANULARITY 1,
-    INDEX idx_search search_text
-        TYPE text(tokenizer = splitByNonAlpha, preprocessor = lower(search_text))
+{summary_declarations()},
+{indexes}
 ) ENGINE = {topology.engine("ReplacingMergeTree", "version", "is_deleted")}
 PARTITION BY toDate(start_time)
 ORDER BY (start_time, trace_id)
 COMMENT 'One row per trace, written by the evaluator daemon when the trace is quiet.'""",
-        *topology.distributed("trace_summaries", _SHARDING_KEY),
+        *topology.distributed("trace_summaries", SUMMARY_SHARDING_KEY),
     ]
 
 
@@ -159,7 +168,7 @@ def _rank(topology: Topology) -> list[str]:
 PARTITION BY toDate(start_time)
 ORDER BY (metric, key, neg_start, trace_id)
 COMMENT 'Traces by metric, largest first (key = -value, NULL last): sorted trace lists.'""",
-        *topology.distributed("trace_rank", _SHARDING_KEY),
+        *topology.distributed("trace_rank", SUMMARY_SHARDING_KEY),
     ]
 
 
@@ -215,14 +224,14 @@ def _sessions_index(topology: Topology) -> list[str]:
 ) ENGINE = {topology.engine("ReplacingMergeTree", "version", "is_deleted")}
 ORDER BY (session_id, start_time, trace_id)
 COMMENT 'The traces of each session (a copy of their totals), ordered by session.'""",
-        *topology.distributed("session_traces", _SHARDING_KEY),
+        *topology.distributed("session_traces", SUMMARY_SHARDING_KEY),
     ]
 
 
 def _input(topology: Topology) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS {SUMMARIES_INPUT}{topology.on_cluster} "
-        f"(\n{_declarations()},\n    sign Int8) ENGINE = Null"
+        f"(\n{summary_declarations()},\n    sign Int8) ENGINE = Null"
     )
 
 
@@ -245,8 +254,9 @@ _SUMS = """
     quantilesTDigestArrayState(0.5, 0.95, 0.99)({latencies}) AS latency"""
 
 
-def _views(topology: Topology) -> list[str]:
-    on = topology.on_cluster
+def summaries_view(name: str, topology: Topology, target: str = "trace_summaries") -> str:
+    """The materialized view ``name`` that fills ``target`` from the daemon's inserts into
+    ``trace_summaries_in`` (a tombstone has ``sign < 0``)."""
     columns = ",\n    ".join(
         [
             *(name for name, _ in SUMMARY_COLUMNS if name != "is_deleted"),
@@ -254,6 +264,15 @@ def _views(topology: Topology) -> list[str]:
             "sign < 0 AS is_deleted",
         ]
     )
+    head = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {name}{topology.on_cluster} TO {target} AS"
+    return f"""{head}
+SELECT
+    {columns}
+FROM {SUMMARIES_INPUT}"""
+
+
+def _views(topology: Topology) -> list[str]:
+    on = topology.on_cluster
     trace_sums = _SUMS.format(
         traces="1",
         errors="status = 'error'",
@@ -279,10 +298,7 @@ def _views(topology: Topology) -> list[str]:
     metrics = ", ".join(f"'{m}'" for m in RANKED_METRICS)
     values = ", ".join(f"toNullable(toFloat64({m}))" for m in RANKED_METRICS)
     return [
-        f"""CREATE MATERIALIZED VIEW IF NOT EXISTS trace_summaries_mv{on} TO trace_summaries AS
-SELECT
-    {columns}
-FROM {SUMMARIES_INPUT}""",
+        summaries_view("trace_summaries_mv", topology),
         f"""CREATE MATERIALIZED VIEW IF NOT EXISTS trace_rank_mv{on} TO trace_rank AS
 SELECT
     m.1 AS metric,

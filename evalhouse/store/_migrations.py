@@ -29,6 +29,11 @@ from evalhouse.store._schema import (
     trace_id_lookup,
     traces_tables,
 )
+from evalhouse.store._summaries_layout import (
+    relayout_cleanup,
+    relayout_done,
+    relayout_summaries,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +45,9 @@ class Migration:
     version: int
     name: str
     statements: Callable[[Topology], list[str]]
+    # A query answering 1 when the migration's work is already there (a rerun after a crash
+    # past a statement that cannot run twice): it is then only recorded.
+    done: Callable[[Topology], str] | None = None
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -80,6 +88,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         14,
         "online evaluation: one scores table for every source and target, rules, review queues",
         online_tables,
+    ),
+    Migration(
+        15,
+        "trace_summaries rebuilt: 1,024-row granules, small compressed blocks, no kind index",
+        relayout_summaries,
+        done=relayout_done,
+    ),
+    Migration(
+        16, "trace_summaries: one view fills the rebuilt table, old one dropped", relayout_cleanup
     ),
 )
 
@@ -124,8 +141,9 @@ def migrate(store: Store, *, cluster: str | None = None) -> list[int]:
     for migration in MIGRATIONS:
         if migration.version in done:
             continue
-        for statement in migration.statements(topology):
-            store.command(statement)
+        if migration.done is None or not store.query(migration.done(topology))[0][0]:
+            for statement in migration.statements(topology):
+                store.command(statement)
         store.insert_rows(
             "evalhouse_migrations", [(migration.version, migration.name)], ["version", "name"]
         )
