@@ -14,7 +14,8 @@ Goal: ≥ 50,000 spans/s stored end to end, peak server RSS ≤ 1 GiB, 0 spans l
    used during the load, stops the server with SIGINT (must exit 0).
 6. Baseline: the same requests inserted in-process with ``OtlpSink`` into a fresh chDB store.
 
-Run: ``.venv/bin/python benchmarks/ingest.py [--spans 200000] [--batch 512] [--streams 4]``.
+Run: ``.venv/bin/python benchmarks/ingest.py [--spans 200000] [--batch 512] [--streams 4]
+[--arrays]``.
 Exits 0 whatever the figures are; non-zero only when something broke (server died, timeout).
 """
 
@@ -83,8 +84,10 @@ def _nonzero_bytes(rng: random.Random, size: int) -> bytes:
             return value
 
 
-def _fill_chat_span(out: Any, rng: random.Random, start_ns: int) -> None:
-    """One OpenAI chat completion span, as GenAI semantic-convention instrumentation emits."""
+def _fill_chat_span(out: Any, rng: random.Random, start_ns: int, arrays: bool) -> None:
+    """One OpenAI chat completion span, as GenAI semantic-convention instrumentation emits
+    (``arrays``: finish reasons as the string array the convention and the official
+    instrumentation use, which the collector turns into a JSON string; else one string)."""
     model = rng.choice(MODELS)
     input_tokens = rng.randint(20, 4000)
     output_tokens = rng.randint(1, 1200)
@@ -105,10 +108,14 @@ def _fill_chat_span(out: Any, rng: random.Random, start_ns: int) -> None:
     attrs.add(key="gen_ai.request.temperature").value.double_value = round(rng.random(), 2)
     attrs.add(key="server.address").value.string_value = "api.openai.com"
     attrs.add(key="gen_ai.response.id").value.string_value = f"chatcmpl-{rng.randbytes(12).hex()}"
-    attrs.add(key="gen_ai.response.finish_reasons").value.string_value = rng.choice(FINISH_REASONS)
+    reasons = attrs.add(key="gen_ai.response.finish_reasons").value
+    if arrays:
+        reasons.array_value.values.add().string_value = rng.choice(FINISH_REASONS)
+    else:
+        reasons.string_value = rng.choice(FINISH_REASONS)
 
 
-def _request(rng: random.Random, count: int, start_ns: int) -> bytes:
+def _request(rng: random.Random, count: int, start_ns: int, arrays: bool) -> bytes:
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
@@ -122,19 +129,19 @@ def _request(rng: random.Random, count: int, start_ns: int) -> bytes:
     scope.scope.version = "2.1b0"
     for _ in range(count):
         start_ns += rng.randint(0, 2_000_000)
-        _fill_chat_span(scope.spans.add(), rng, start_ns)
+        _fill_chat_span(scope.spans.add(), rng, start_ns, arrays)
     payload: bytes = request.SerializeToString()
     return payload
 
 
-def build_workload(total: int, batch: int, seed: int) -> Workload:
+def build_workload(total: int, batch: int, seed: int, arrays: bool = False) -> Workload:
     rng = random.Random(seed)
     start_ns = time.time_ns() - 3600 * 1_000_000_000
     payloads: list[bytes] = []
     spans: list[int] = []
     for first in range(0, total, batch):
         count = min(batch, total - first)
-        payloads.append(_request(rng, count, start_ns + first * 1_000_000))
+        payloads.append(_request(rng, count, start_ns + first * 1_000_000, arrays))
         spans.append(count)
     return Workload(payloads, spans)
 
@@ -646,6 +653,11 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=512, help="spans per export request")
     parser.add_argument("--streams", type=int, default=4, help="concurrent sender threads")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the workload")
+    parser.add_argument(
+        "--arrays",
+        action="store_true",
+        help="finish reasons as a string array (the GenAI convention) instead of a string",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (serve log)")
     return parser.parse_args()
 
@@ -664,8 +676,10 @@ def main() -> int:
 
 def _run(args: argparse.Namespace, root: Path) -> int:
     print(f"building {args.spans} spans in requests of {args.batch}...", flush=True)
-    workload = build_workload(args.spans, args.batch, args.seed)
-    warmup = build_workload(min(args.spans, BASELINE_CHUNK_SPANS), args.batch, args.seed + 1)
+    workload = build_workload(args.spans, args.batch, args.seed, args.arrays)
+    warmup = build_workload(
+        min(args.spans, BASELINE_CHUNK_SPANS), args.batch, args.seed + 1, args.arrays
+    )
     workload_path = root / "workload.bin"
     save_workload(workload, workload_path)
     try:

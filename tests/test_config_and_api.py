@@ -79,6 +79,7 @@ def test_public_names_are_exactly_the_exported_ones() -> None:
         "VERSIONS_TABLE",
         "envelope_class",
         "ingest_class",
+        "ingest_item_class",
         "item_fields",
         "lenient_class",
         "lenient_item_class",

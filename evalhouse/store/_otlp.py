@@ -138,6 +138,13 @@ def envelope_class(signal: Signal) -> Any:
     )
 
 
+@cache
+def ingest_item_class(full_name: str) -> Any:
+    """:func:`ingest_class`'s message class named ``full_name`` (an item, such as
+    ``opentelemetry.proto.trace.v1.Span``)."""
+    return message_factory.GetMessageClass(_pool("ingest").FindMessageTypeByName(full_name))
+
+
 def lenient_item_class(item_field: str) -> Any:
     """Lenient message class of the items held by the repeated field ``item_field`` (its full
     name, such as ``opentelemetry.proto.trace.v1.ScopeSpans.spans``)."""
