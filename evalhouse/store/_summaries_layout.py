@@ -44,9 +44,8 @@ __all__ = ["relayout_cleanup", "relayout_done", "relayout_summaries"]
 _NEXT = "trace_summaries_next"
 _OLD = "trace_summaries_old"
 _VIEW = "trace_summaries_fill_mv"
-_LAYOUT = (
-    "index_granularity = 1024, min_compress_block_size = 8192, max_compress_block_size = 65536"
-)
+_GRANULES = "index_granularity = 1024"
+_LAYOUT = f"{_GRANULES}, min_compress_block_size = 8192, max_compress_block_size = 65536"
 
 
 def _columns() -> str:
@@ -60,7 +59,7 @@ def relayout_done(topology: Topology) -> str:
     table = topology.local("trace_summaries")
     return (
         "SELECT count() FROM system.tables WHERE database = currentDatabase() "
-        f"AND name = '{table}' AND position(engine_full, 'index_granularity = 1024') > 0"
+        f"AND name = '{table}' AND position(engine_full, '{_GRANULES}') > 0"
     )
 
 
@@ -87,7 +86,8 @@ COMMENT 'One row per trace, written by the evaluator daemon when the trace is qu
 
 
 def relayout_cleanup(topology: Topology) -> list[str]:
-    """Migration 16: one view fills the new table; the old table and views are dropped."""
+    """Migration 16: one view fills the new table; the old views are dropped, the old table
+    emptied."""
     on = topology.on_cluster
     return [
         summaries_view(_VIEW, topology),
