@@ -134,7 +134,7 @@ def _request(rng: random.Random, count: int, start_ns: int, arrays: bool) -> byt
     return payload
 
 
-def build_workload(total: int, batch: int, seed: int, arrays: bool = False) -> Workload:
+def build_workload(total: int, batch: int, seed: int, arrays: bool) -> Workload:
     rng = random.Random(seed)
     start_ns = time.time_ns() - 3600 * 1_000_000_000
     payloads: list[bytes] = []

@@ -50,7 +50,7 @@ SUMMARY_CHECKPOINTS = "trace_summary_checkpoints"
 # Metrics that ``trace_rank`` keeps in descending order (``GET /api/traces?sort=...``).
 RANKED_METRICS = ("duration_ms", "cost_usd", "total_tokens", "error_count")
 
-SUMMARY_SHARDING_KEY = "cityHash64(trace_id)"
+_SHARDING_KEY = "cityHash64(trace_id)"
 _Z = "CODEC(ZSTD(1))"
 _TIME = "DateTime64(9, 'UTC')"
 
@@ -109,7 +109,7 @@ CALL_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def summary_declarations() -> str:
+def _declarations() -> str:
     plain = [f"    {name} {kind}" for name, kind in SUMMARY_COLUMNS]
     nested = ", ".join(f"{name} {kind}" for name, kind in CALL_COLUMNS)
     plain.insert(-4, f"    calls Nested({nested}) {_Z}")
@@ -117,7 +117,7 @@ def summary_declarations() -> str:
 
 
 # The skip indexes of ``trace_summaries`` (migration 13; migration 15 leaves out ``idx_kind``).
-SUMMARY_INDEXES = (
+_INDEXES = (
     "    INDEX idx_trace_id trace_id TYPE bloom_filter(0.001) GRANULARITY 1",
     "    INDEX idx_session session_id TYPE bloom_filter(0.01) GRANULARITY 1",
     "    INDEX idx_user user_id TYPE bloom_filter(0.01) GRANULARITY 1",
@@ -136,18 +136,22 @@ SUMMARY_INDEXES = (
 )
 
 
-def _summaries(topology: Topology) -> list[str]:
-    table = topology.local("trace_summaries")
-    indexes = ",\n".join(SUMMARY_INDEXES)
+def summaries_table(
+    topology: Topology, name: str, *, left_out: tuple[str, ...] = (), settings: str = ""
+) -> list[str]:
+    """``CREATE`` of a table of trace summaries named ``name`` (and its Distributed table on
+    a cluster): the indexes but those named in ``left_out``, and MergeTree ``settings``."""
+    indexes = ",\n".join(i for i in _INDEXES if not any(f"INDEX {out} " in i for out in left_out))
+    tail = f"\nSETTINGS {settings}" if settings else ""
     return [
-        f"""CREATE TABLE IF NOT EXISTS {table}{topology.on_cluster} (
-{summary_declarations()},
+        f"""CREATE TABLE IF NOT EXISTS {topology.local(name)}{topology.on_cluster} (
+{_declarations()},
 {indexes}
 ) ENGINE = {topology.engine("ReplacingMergeTree", "version", "is_deleted")}
 PARTITION BY toDate(start_time)
-ORDER BY (start_time, trace_id)
+ORDER BY (start_time, trace_id){tail}
 COMMENT 'One row per trace, written by the evaluator daemon when the trace is quiet.'""",
-        *topology.distributed("trace_summaries", SUMMARY_SHARDING_KEY),
+        *topology.distributed(name, _SHARDING_KEY),
     ]
 
 
@@ -168,7 +172,7 @@ def _rank(topology: Topology) -> list[str]:
 PARTITION BY toDate(start_time)
 ORDER BY (metric, key, neg_start, trace_id)
 COMMENT 'Traces by metric, largest first (key = -value, NULL last): sorted trace lists.'""",
-        *topology.distributed("trace_rank", SUMMARY_SHARDING_KEY),
+        *topology.distributed("trace_rank", _SHARDING_KEY),
     ]
 
 
@@ -224,14 +228,14 @@ def _sessions_index(topology: Topology) -> list[str]:
 ) ENGINE = {topology.engine("ReplacingMergeTree", "version", "is_deleted")}
 ORDER BY (session_id, start_time, trace_id)
 COMMENT 'The traces of each session (a copy of their totals), ordered by session.'""",
-        *topology.distributed("session_traces", SUMMARY_SHARDING_KEY),
+        *topology.distributed("session_traces", _SHARDING_KEY),
     ]
 
 
 def _input(topology: Topology) -> str:
     return (
         f"CREATE TABLE IF NOT EXISTS {SUMMARIES_INPUT}{topology.on_cluster} "
-        f"(\n{summary_declarations()},\n    sign Int8) ENGINE = Null"
+        f"(\n{_declarations()},\n    sign Int8) ENGINE = Null"
     )
 
 
@@ -438,7 +442,7 @@ ORDER BY shard{topology.dedup_clause()}"""
 def explorer_tables(topology: Topology) -> list[str]:
     """Every statement of migration 13, in order; each is safe to run twice."""
     return [
-        *_summaries(topology),
+        *summaries_table(topology, "trace_summaries"),
         *_rank(topology),
         *_rollup(topology),
         *_sessions_index(topology),

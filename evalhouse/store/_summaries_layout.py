@@ -32,10 +32,8 @@ from __future__ import annotations
 from evalhouse.store._explorer_schema import (
     CALL_COLUMNS,
     SUMMARY_COLUMNS,
-    SUMMARY_INDEXES,
-    SUMMARY_SHARDING_KEY,
+    summaries_table,
     summaries_view,
-    summary_declarations,
 )
 from evalhouse.store._schema import Topology
 
@@ -67,18 +65,9 @@ def relayout_summaries(topology: Topology) -> list[str]:
     """Migration 15: the new table, filled by a view and a copy, renamed into place."""
     on = topology.on_cluster
     local, next_local = topology.local("trace_summaries"), topology.local(_NEXT)
-    indexes = ",\n".join(i for i in SUMMARY_INDEXES if "idx_kind" not in i)
     columns = _columns()
     return [
-        f"""CREATE TABLE IF NOT EXISTS {next_local}{on} (
-{summary_declarations()},
-{indexes}
-) ENGINE = {topology.engine("ReplacingMergeTree", "version", "is_deleted")}
-PARTITION BY toDate(start_time)
-ORDER BY (start_time, trace_id)
-SETTINGS {_LAYOUT}
-COMMENT 'One row per trace, written by the evaluator daemon when the trace is quiet.'""",
-        *topology.distributed(_NEXT, SUMMARY_SHARDING_KEY),
+        *summaries_table(topology, _NEXT, left_out=("idx_kind",), settings=_LAYOUT),
         summaries_view(f"{_NEXT}_mv", topology, target=_NEXT),
         f"INSERT INTO {_NEXT} ({columns}) SELECT {columns} FROM trace_summaries",
         f"RENAME TABLE {local} TO {topology.local(_OLD)}, {next_local} TO {local}{on}",
